@@ -1,0 +1,15 @@
+"""The Hikvision device adapter."""
+
+from __future__ import annotations
+
+from camhub.adapter import DeviceAdapter
+
+__all__ = ["HikvisionAdapter"]
+
+
+class HikvisionAdapter(DeviceAdapter):
+    """Talks to Hikvision devices (ISAPI over HTTP(S) with Digest authentication).
+
+    No capability is declared yet: camhub validates and inventories these devices, and the
+    conformance kit will test each capability as it is declared.
+    """
