@@ -12,8 +12,7 @@ The public API of the core library. Start with :func:`load_config` and :class:`P
 
 from __future__ import annotations
 
-from importlib import metadata
-
+from camhub._version import __version__
 from camhub.adapter import Capability, DeviceAdapter
 from camhub.config import json_schema, load_config, load_config_text
 from camhub.errors import (
@@ -53,11 +52,6 @@ from camhub.model import (
 from camhub.plugins import AdapterSpec, PluginHost, PluginInfo, StorageBackendSpec
 from camhub.province import ProvinceConfig
 from camhub.secrets import Secret
-
-try:
-    __version__ = metadata.version("camhub")
-except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = [
     "AdapterSpec",

@@ -308,7 +308,7 @@ class Retention:
         "Days footage stays in the central store; at least 7 (Article 6.2).",
         default=30,
         minimum=MIN_CENTRAL_RETENTION_DAYS,
-        why="Article 6.2 (R-6.2) keeps footage retrievable centrally for at least 7 days",
+        why="Article 6.2: footage stays retrievable centrally for at least 7 days",
     )
     spool_days: int = setting(
         "Days synced footage stays in the local spool as well.", default=1, minimum=0

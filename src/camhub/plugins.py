@@ -18,6 +18,7 @@ import attrs
 import pluggy
 
 from camhub import hookspecs
+from camhub._version import __version__
 from camhub.errors import PluginError
 from camhub.log import get_logger
 from camhub.model import DeviceConfig, StorageConfig
@@ -102,7 +103,7 @@ class PluginHost:
         self._storage: dict[str, StorageBackendSpec] = {}
         from camhub import _builtin
 
-        self.add_plugin(_builtin, "builtin", group=PLUGINS_GROUP, distribution="camhub")
+        self.add_plugin(_builtin, "builtin", group=PLUGINS_GROUP, distribution="camhub", version=__version__)
 
     @classmethod
     def from_installed(cls, *, blocked: Iterable[str] = ()) -> PluginHost:

@@ -72,7 +72,7 @@ class _Sections:
     devices: list[Any] = attrs.Factory(list)
     people: list[Any] = attrs.Factory(list)
     declared: dict[str, set[str]] = attrs.Factory(
-        lambda: {"units": set(), "devices": set(), "people": set(), "credentials": set()}
+        lambda: {key: set() for key in ("levels", "bodies", "units", "devices", "people", "credentials")}
     )
 
 
@@ -110,18 +110,17 @@ class _Loader:
             raise ConfigError(self.issues)
         return config
 
-    def _read_file(self, path: Path, label: str, node: yaml.Node | None = None) -> str | None:
+    def _read_file(self, path: Path, label: str, where: tuple[Reader, yaml.Node, str] | None = None) -> str | None:
+        """The text of a file; on failure an issue at ``where`` (the include entry) or the file."""
         try:
             return path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            if node is None:
+            if where is None:
                 self.issues.append(ConfigIssue(label, 0, "$", f"cannot read the file: {reason}"))
             else:
-                self.issues.append(
-                    ConfigIssue(self.sources[-1], node.start_mark.line + 1, "$.include",
-                                f"cannot read {label}: {reason}")
-                )
+                reader, node, node_path = where
+                reader.issue(node, node_path, f"cannot read {label}: {reason}")
             return None
 
     def _compose(self, text: str, name: str) -> yaml.Node | None:
@@ -183,7 +182,7 @@ class _Loader:
 
     def _declare(self, key: str, node: yaml.Node, sections: _Sections) -> None:
         """Note the ids of entries even when they cannot be read, to avoid follow-on errors."""
-        if key in _LIST_SECTIONS and isinstance(node, yaml.SequenceNode):
+        if key in (*_LIST_SECTIONS, "levels", "bodies") and isinstance(node, yaml.SequenceNode):
             for item in node.value:
                 sections.declared[key].add(peek(item, "id") or "")
                 if key == "units":
@@ -207,12 +206,13 @@ class _Loader:
     ) -> None:
         for index, target in enumerate(targets):
             item_node = list_node.value[index]
+            item_path = f"$.include[{index}]"
             path = reader.base_dir / target
             label = str(Path(reader.file).parent / target) if reader.file != "<config>" else target
             if label in stack:
-                reader.issue(item_node, f"$.include[{index}]", f"{target} includes itself (cycle)")
+                reader.issue(item_node, item_path, f"{target} includes itself (cycle)")
                 continue
-            text = self._read_file(path, label, item_node)
+            text = self._read_file(path, label, (reader, item_node, item_path))
             if text is None:
                 continue
             node = self._compose(text, label)
@@ -295,7 +295,7 @@ class _CrossChecks:
 
     def _check_bodies(self) -> None:
         for body in self.bodies.values():
-            if body.level not in self.level_index:
+            if body.level not in self.level_index and self._missing("levels", body.level):
                 self._issue(body, "level", f"unknown level {body.level!r}; levels: {self._level_names()}")
             elif body.article5 is Article5Point.PROVINCE and self.level_index[body.level] != 0:
                 self._issue(
@@ -309,12 +309,12 @@ class _CrossChecks:
 
     def _check_units(self) -> None:
         for unit in self.units.values():
-            if unit.level not in self.level_index:
+            if unit.level not in self.level_index and self._missing("levels", unit.level):
                 self._issue(unit, "level", f"unknown level {unit.level!r}; levels: {self._level_names()}")
             body = self.bodies.get(unit.managing_body)
-            if body is None:
+            if body is None and self._missing("bodies", unit.managing_body):
                 self._issue(unit, "managing_body", f"unknown body {unit.managing_body!r}")
-            elif body.level != unit.level and unit.level in self.level_index:
+            elif body is not None and body.level != unit.level and unit.level in self.level_index:
                 self._issue(
                     unit, "managing_body",
                     f"body {body.id!r} sits at level {body.level!r}, but unit {unit.id!r} is a {unit.level!r}",
@@ -350,9 +350,9 @@ class _CrossChecks:
         for root in roots[:1]:
             if root.level in self.level_index and self.level_index[root.level] != 0:
                 self._issue(root, "level", f"the root unit must be at the top level {self.levels[0].id!r}")
-        self._check_cycles()
+        in_cycles = self._check_cycles()
         for unit in self.units.values():
-            parent = self.units.get(unit.parent) if unit.parent else None
+            parent = self.units.get(unit.parent) if unit.parent and unit.id not in in_cycles else None
             if parent is None or unit.level not in self.level_index or parent.level not in self.level_index:
                 continue
             own, above = self.level_index[unit.level], self.level_index[parent.level]
@@ -365,8 +365,10 @@ class _CrossChecks:
                     f"its parent must be a {self.levels[own - 1].id!r}",
                 )
 
-    def _check_cycles(self) -> None:
+    def _check_cycles(self) -> set[str]:
+        """Report each cycle of ``parent`` links once; return the units on cycles."""
         reported: set[str] = set()
+        on_cycles: set[str] = set()
         for start in self.units:
             chain: list[str] = []
             current: str | None = start
@@ -377,10 +379,11 @@ class _CrossChecks:
                 current = self.units[current].parent
             if current is not None and current in chain:
                 cycle = chain[chain.index(current):]
-                reported.update(cycle)
+                on_cycles.update(cycle)
                 shown = " → ".join([*cycle, current])
                 self._issue(self.units[cycle[0]], "parent", f"the unit tree has a cycle: {shown}")
             reported.update(chain)
+        return on_cycles
 
     def _collect_devices(self) -> None:
         for unit in self.s.units:
@@ -418,7 +421,7 @@ class _CrossChecks:
             for position in person.positions:
                 body = self.bodies.get(position.body)
                 unit = self.units.get(position.unit)
-                if body is None:
+                if body is None and self._missing("bodies", position.body):
                     self._issue(position, "body", f"unknown body {position.body!r}")
                 if unit is None and self._missing("units", position.unit):
                     self._issue(position, "unit", f"unknown unit {position.unit!r}")

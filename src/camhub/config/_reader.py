@@ -32,6 +32,7 @@ _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
 _PLAIN_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_KINDS = ("$env", "$file")
 
@@ -216,14 +217,9 @@ class Reader:
         if not isinstance(node, yaml.MappingNode):
             self.issue(node, path, f"expected a mapping, got {describe(node)}")
             return None
-        try:
-            self._constructor.flatten_mapping(node)
-        except yaml.YAMLError as exc:
-            self.issue(node, path, f"invalid merge (<<): {getattr(exc, 'problem', exc)}")
-            return None
         seen: set[str] = set()
         result = []
-        for key_node, value_node in node.value:
+        for key_node, value_node in self._with_merges(node, path):
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
                 self.issue(key_node, path, f"keys must be strings, got {describe(key_node)}")
                 continue
@@ -233,6 +229,26 @@ class Reader:
                 continue
             seen.add(key)
             result.append((key, key_node, value_node))
+        return result
+
+    def _with_merges(self, node: yaml.MappingNode, path: str) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The pairs of a mapping with ``<<`` merge keys applied: its own keys win, then the
+        merged mappings' keys in order (YAML merge-key semantics), without touching the node."""
+        own = [(k, v) for k, v in node.value if k.tag != _MERGE]
+        merges = [v for k, v in node.value if k.tag == _MERGE]
+        if not merges:
+            return own
+        result = list(own)
+        keys = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
+        for merge in merges:
+            for source in merge.value if isinstance(merge, yaml.SequenceNode) else [merge]:
+                if not isinstance(source, yaml.MappingNode):
+                    self.issue(source, path, f"<< merges mappings only, got {describe(source)}")
+                    continue
+                for key_node, value_node in self._with_merges(source, path):
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.value not in keys:
+                        keys.add(key_node.value)
+                        result.append((key_node, value_node))
         return result
 
     def _read_secret(self, node: yaml.Node, path: str) -> Any:
@@ -282,9 +298,11 @@ class Reader:
         fields = {field.name: (field, tp) for field, tp in fields_of(cls)}
         kwargs: dict[str, Any] = {}
         spots: dict[str, tuple[yaml.Node, str]] = {}
+        present: set[str] = set()
         failed = False
         for key, key_node, value_node in pairs:
             key_path = child_path(path, key)
+            present.add(key)
             if key == tag:
                 kwargs[key] = str(value_node.value)
                 spots[key] = (key_node, key_path)
@@ -306,7 +324,7 @@ class Reader:
             failed = failed or (isinstance(value, PartialTuple) and value.failed)
             spots[key] = (value_node, key_path)
         for name, (field, _) in fields.items():
-            if name not in kwargs and field.default is attrs.NOTHING and name != tag:
+            if name not in present and field.default is attrs.NOTHING:
                 self.issue(node, path, f"missing required key {name!r}")
                 failed = True
         if failed:
