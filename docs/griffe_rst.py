@@ -1,4 +1,4 @@
-"""Turn the reST markup left in camhub's docstrings into Markdown; used only by the docs build.
+"""griffe extension for camhub's docstrings and attrs classes; used only by the docs build.
 
 camhub's docstrings are reST in the Sphinx style. griffe's ``sphinx`` parser reads their
 ``:param x:`` and ``:raises X:`` fields, but leaves roles (``:class:`~camhub.plugins.PluginHost```),
@@ -8,6 +8,14 @@ text, where Markdown would show them raw. :class:`RestToMarkdown` rewrites them 
 
 Roles become optional cross-references: a link when the target is documented on the site, plain
 code otherwise, so a reference to an undocumented name never breaks a strict build.
+
+Sphinx also takes ``#:`` comments above an assignment as its documentation; griffe does not, so
+the extension turns them into docstrings. griffe reads code statically and knows dataclasses but
+not attrs, so it would show no
+``__init__`` for camhub's frozen attrs classes and warn about their ``:param x:`` fields.
+:class:`RestToMarkdown` also gives each attrs class its generated ``__init__`` (fields in order,
+inherited ones first, keyword-only where attrs makes them so) and gives each field declared with
+``camhub.model.setting("doc", ...)`` that documentation and its default.
 """
 
 from __future__ import annotations
@@ -128,11 +136,161 @@ def _resolver(obj: griffe.Object) -> Callable[[str], str]:
     return resolve
 
 
+_ATTRS_DECORATORS = {
+    "attrs.define", "attrs.frozen", "attrs.mutable", "attr.s", "attr.attrs", "attr.define",
+    "attr.frozen", "attr.mutable", "attr.dataclass",
+}  # fmt: skip
+_FIELD_CALLS = {"attrs.field", "attr.ib", "attr.attrib", "attr.field"}
+_SETTING_CALLS = {"camhub.model.setting", "camhub.model._ident"}
+_FACTORY_CALLS = {"attrs.Factory", "attr.Factory"}
+
+
+def _attrs_decorator(cls: griffe.Class) -> griffe.Expr | None:
+    for decorator in cls.decorators:
+        value = decorator.value
+        if isinstance(value, griffe.Expr) and value.canonical_path in _ATTRS_DECORATORS:
+            return value
+    return None
+
+
+def _keywords(call: griffe.ExprCall) -> dict[str, Any]:
+    return {arg.name: arg.value for arg in call.arguments if isinstance(arg, griffe.ExprKeyword)}
+
+
+def _literal(value: Any) -> Any:
+    try:
+        return ast.literal_eval(str(value))
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _attrs_field(attribute: griffe.Attribute) -> tuple[bool, Any, str | None, bool]:
+    """``(has_default, default, doc, init)`` of one attrs field, from its right-hand side."""
+    value = attribute.value
+    if value is None:
+        return False, None, None, True
+    if isinstance(value, griffe.ExprCall):
+        path = value.canonical_path
+        keywords = _keywords(value)
+        if path in _FIELD_CALLS or path in _SETTING_CALLS:
+            positional = [arg for arg in value.arguments if not isinstance(arg, griffe.ExprKeyword)]
+            doc = _literal(positional[0]) if path in _SETTING_CALLS and positional else None
+            init = str(keywords.get("init", "True")) != "False"
+            if "factory" in keywords:
+                return True, griffe.ExprCall(function=keywords["factory"], arguments=[]), doc, init
+            if "default" in keywords:
+                default = keywords["default"]
+                if isinstance(default, griffe.ExprCall) and default.canonical_path in _FACTORY_CALLS:
+                    default = griffe.ExprCall(function=default.arguments[0], arguments=[])
+                return True, default, doc, init
+            return False, None, doc if isinstance(doc, str) else None, init
+        if path in _FACTORY_CALLS:
+            return True, griffe.ExprCall(function=value.arguments[0], arguments=[]), None, True
+    return True, value, None, True
+
+
+def _attrs_parameters(cls: griffe.Class) -> list[griffe.Parameter]:
+    decorator = _attrs_decorator(cls)
+    kw_only = isinstance(decorator, griffe.ExprCall) and str(_keywords(decorator).get("kw_only")) == "True"
+    parameters = []
+    for member in list(cls.members.values()):
+        if member.is_alias or not member.is_attribute or member.annotation is None:
+            continue
+        if "property" in member.labels or (
+            "class-attribute" in member.labels and "instance-attribute" not in member.labels
+            and str(member.annotation).startswith("ClassVar")
+        ):
+            continue
+        has_default, default, doc, init = _attrs_field(member)  # type: ignore[arg-type]
+        if isinstance(doc, str) and member.docstring is None:
+            member.docstring = griffe.Docstring(doc, parent=member)
+        member.value = default if has_default else None
+        member.labels.discard("class-attribute")
+        member.labels.add("instance-attribute")
+        if not init:
+            continue
+        parameters.append(
+            griffe.Parameter(
+                member.name.lstrip("_"),
+                annotation=member.annotation,
+                kind=griffe.ParameterKind.keyword_only if kw_only else griffe.ParameterKind.positional_or_keyword,
+                default=default if has_default else None,
+                docstring=member.docstring,
+            )
+        )
+    return parameters
+
+
+def _add_attrs_init(cls: griffe.Class, done: dict[str, list[griffe.Parameter]]) -> list[griffe.Parameter]:
+    """Give an attrs class the ``__init__`` attrs generates; returns its parameters."""
+    if cls.path in done:
+        return done[cls.path]
+    done[cls.path] = []
+    if _attrs_decorator(cls) is None or "__init__" in cls.members:
+        return []
+    inherited: list[griffe.Parameter] = []
+    for base in cls.resolved_bases:
+        if isinstance(base, griffe.Class):
+            inherited.extend(_add_attrs_init(base, done))
+    own = _attrs_parameters(cls)
+    names = {param.name for param in own}
+    params = [param for param in inherited if param.name not in names] + own
+    positional = [p for p in params if p.kind is not griffe.ParameterKind.keyword_only]
+    keyword = [p for p in params if p.kind is griffe.ParameterKind.keyword_only]
+    init = griffe.Function(
+        "__init__",
+        lineno=cls.lineno,
+        endlineno=cls.lineno,
+        parent=cls,
+        parameters=griffe.Parameters(
+            griffe.Parameter("self", kind=griffe.ParameterKind.positional_or_keyword),
+            *positional,
+            *keyword,
+        ),
+        returns="None",
+    )
+    cls.set_member("__init__", init)
+    cls.labels.add("attrs")
+    done[cls.path] = params
+    return params
+
+
+def _comment_docstrings(obj: griffe.Object) -> None:
+    """Give an undocumented attribute the ``#:`` comment lines right above it, as Sphinx does."""
+    for member in obj.members.values():
+        if member.is_alias or not member.is_attribute or member.docstring is not None or not member.lineno:
+            continue
+        lines = member.module.lines
+        comment: list[str] = []
+        index = member.lineno - 2
+        while index >= 0 and lines[index].strip().startswith("#:"):
+            comment.insert(0, lines[index].strip()[2:].strip())
+            index -= 1
+        if comment:
+            member.docstring = griffe.Docstring("\n".join(comment), parent=member)  # type: ignore[arg-type]
+
+
 class RestToMarkdown(griffe.Extension):
-    """griffe extension: rewrite every docstring of the loaded packages with :func:`rst_to_markdown`."""
+    """griffe extension: attrs ``__init__`` methods, then every docstring rewritten as Markdown."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        done: dict[str, list[griffe.Parameter]] = {}
+        for obj in self._classes(pkg, set()):
+            _comment_docstrings(obj)
+            if isinstance(obj, griffe.Class):
+                _add_attrs_init(obj, done)
         self._convert(pkg, set())
+
+    def _classes(self, obj: griffe.Object, seen: set[str]) -> list[griffe.Object]:
+        """``obj`` and every module and class inside it."""
+        if obj.path in seen:
+            return []
+        seen.add(obj.path)
+        found = [obj]
+        for member in obj.members.values():
+            if not member.is_alias and (member.is_module or member.is_class):
+                found += self._classes(member, seen)  # type: ignore[arg-type]
+        return found
 
     def _convert(self, obj: griffe.Object, seen: set[str]) -> None:
         if obj.path in seen:

@@ -9,6 +9,7 @@ name with ``blocked=`` or the ``CAMHUB_DISABLED_PLUGINS`` environment variable (
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
@@ -87,6 +88,19 @@ class PluginInfo:
     provides: tuple[str, ...] = ()
 
 
+class _Manager(pluggy.PluginManager):
+    """Takes every ``camhub_*`` function of a plugin as a hook implementation, marked or not
+    (as pytest does), so a misspelt hook name is an error instead of silently ignored."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith(f"{hookspecs.PROJECT}_"):
+            if inspect.isroutine(getattr(plugin, name, None)):
+                return pluggy.HookimplOpts(wrapper=False, hookwrapper=False, optionalhook=False,
+                                           tryfirst=False, trylast=False, specname=None)
+        return opts
+
+
 class PluginHost:
     """One set of loaded plugins and what they registered.
 
@@ -94,7 +108,7 @@ class PluginHost:
     """
 
     def __init__(self, *, blocked: Iterable[str] = ()) -> None:
-        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm = _Manager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         env_blocked = {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",")}
         self.blocked = frozenset(set(blocked) | env_blocked - {""})

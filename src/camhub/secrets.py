@@ -65,19 +65,27 @@ def resolve_secret_reference(kind: str, target: str, *, base_dir: Path) -> Secre
     :raises SecretError: when the variable is unset or empty, or the file cannot be read.
     """
     if kind == "$env":
-        value = os.environ.get(target)
+        try:
+            value = os.environ.get(target)
+        except ValueError:  # a NUL in the name
+            value = None
         if not value:
-            raise SecretError(f"environment variable {target} is not set")
+            raise SecretError(f"environment variable {_shown(target)} is not set")
         return Secret(value, f"$env:{target}")
     if kind == "$file":
         path = base_dir / target
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise SecretError(f"secret file {target} cannot be read: {reason}") from None
+            raise SecretError(f"secret file {_shown(target)} cannot be read: {reason}") from None
         value = text[:-1] if text.endswith("\n") else text
         if not value:
-            raise SecretError(f"secret file {target} is empty")
+            raise SecretError(f"secret file {_shown(target)} is empty")
         return Secret(value, f"$file:{target}")
-    raise SecretError(f"unknown secret reference {kind}; use $env or $file")
+    raise SecretError(f"unknown secret reference {_shown(kind)}; use $env or $file")
+
+
+def _shown(name: str) -> str:
+    # A reference (never a value) in a message, on one line.
+    return name if name.isprintable() else repr(name)

@@ -20,6 +20,7 @@ from camhub.config._reader import (
     child_path,
     fields_of,
     peek,
+    printable,
 )
 from camhub.errors import ConfigError, ConfigIssue
 from camhub.model import Article5Point, DeviceConfig, Retention, StorageConfig
@@ -114,13 +115,13 @@ class _Loader:
         """The text of a file; on failure an issue at ``where`` (the include entry) or the file."""
         try:
             return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a readable UTF-8 file"
             if where is None:
                 self.issues.append(ConfigIssue(label, 0, "$", f"cannot read the file: {reason}"))
             else:
                 reader, node, node_path = where
-                reader.issue(node, node_path, f"cannot read {label}: {reason}")
+                reader.issue(node, node_path, f"cannot read {printable(label)}: {reason}")
             return None
 
     def _compose(self, text: str, name: str) -> yaml.Node | None:
@@ -185,11 +186,8 @@ class _Loader:
         if key in (*_LIST_SECTIONS, "levels", "bodies") and isinstance(node, yaml.SequenceNode):
             for item in node.value:
                 sections.declared[key].add(peek(item, "id") or "")
-                if key == "units":
-                    nested = next(
-                        (v for k, v in getattr(item, "value", []) if getattr(k, "value", None) == "devices"),
-                        None,
-                    )
+                if key == "units" and isinstance(item, yaml.MappingNode):
+                    nested = next((v for k, v in item.value if k.value == "devices"), None)
                     if isinstance(nested, yaml.SequenceNode):
                         for device in nested.value:
                             sections.declared["devices"].add(peek(device, "id") or "")
@@ -210,7 +208,7 @@ class _Loader:
             path = reader.base_dir / target
             label = str(Path(reader.file).parent / target) if reader.file != "<config>" else target
             if label in stack:
-                reader.issue(item_node, item_path, f"{target} includes itself (cycle)")
+                reader.issue(item_node, item_path, f"{printable(target)} includes itself (cycle)")
                 continue
             text = self._read_file(path, label, (reader, item_node, item_path))
             if text is None:
@@ -297,7 +295,7 @@ class _CrossChecks:
         for body in self.bodies.values():
             if body.level not in self.level_index and self._missing("levels", body.level):
                 self._issue(body, "level", f"unknown level {body.level!r}; levels: {self._level_names()}")
-            elif body.article5 is Article5Point.PROVINCE and self.level_index[body.level] != 0:
+            elif body.article5 is Article5Point.PROVINCE and self.level_index.get(body.level, 0) != 0:
                 self._issue(
                     body, "article5",
                     f"Article 5.1 covers the whole province; body {body.id!r} must sit at the top "

@@ -55,6 +55,11 @@ class Location:
     path: str
 
 
+def printable(text: str) -> str:
+    """``text`` as is when it prints on one line, else its repr (messages stay one line each)."""
+    return text if text.isprintable() else repr(text)
+
+
 def child_path(path: str, key: str | int) -> str:
     """Extend a ``$``-path with a mapping key or a sequence index."""
     if isinstance(key, int):
@@ -231,9 +236,12 @@ class Reader:
             result.append((key, key_node, value_node))
         return result
 
-    def _with_merges(self, node: yaml.MappingNode, path: str) -> list[tuple[yaml.Node, yaml.Node]]:
+    def _with_merges(
+        self, node: yaml.MappingNode, path: str, seen: frozenset[int] = frozenset()
+    ) -> list[tuple[yaml.Node, yaml.Node]]:
         """The pairs of a mapping with ``<<`` merge keys applied: its own keys win, then the
         merged mappings' keys in order (YAML merge-key semantics), without touching the node."""
+        seen = seen | {id(node)}
         own = [(k, v) for k, v in node.value if k.tag != _MERGE]
         merges = [v for k, v in node.value if k.tag == _MERGE]
         if not merges:
@@ -245,7 +253,10 @@ class Reader:
                 if not isinstance(source, yaml.MappingNode):
                     self.issue(source, path, f"<< merges mappings only, got {describe(source)}")
                     continue
-                for key_node, value_node in self._with_merges(source, path):
+                if id(source) in seen:
+                    self.issue(source, path, "<< merges a mapping into itself")
+                    continue
+                for key_node, value_node in self._with_merges(source, path, seen):
                     if isinstance(key_node, yaml.ScalarNode) and key_node.value not in keys:
                         keys.add(key_node.value)
                         result.append((key_node, value_node))
