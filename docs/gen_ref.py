@@ -23,12 +23,12 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from griffe_rst import rst_to_markdown  # noqa: E402
+from griffe_rst import rst_to_markdown
 
-import camhub  # noqa: E402
-from camhub import hookspecs  # noqa: E402
-from camhub.model import ID_PATTERN, DeviceConfig, StorageConfig  # noqa: E402
-from camhub.plugins import PluginHost  # noqa: E402
+import camhub
+from camhub import hookspecs
+from camhub.model import ID_PATTERN, DeviceConfig, StorageConfig
+from camhub.plugins import PluginHost
 
 # --------------------------------------------------------------------------------------------
 # hooks
@@ -38,9 +38,7 @@ from camhub.plugins import PluginHost  # noqa: E402
 def hook_functions() -> list[Callable[..., Any]]:
     """The hook specifications of :mod:`camhub.hookspecs`, in source order."""
     hooks = [
-        obj
-        for name, obj in vars(hookspecs).items()
-        if name.startswith("camhub_") and inspect.isfunction(obj)
+        obj for name, obj in vars(hookspecs).items() if name.startswith("camhub_") and inspect.isfunction(obj)
     ]
     return sorted(hooks, key=lambda fn: fn.__code__.co_firstlineno)
 
@@ -265,9 +263,7 @@ def keys_table(schema: Mapping[str, Any], skip: frozenset[str] = frozenset()) ->
             need = f"default {_default_text(prop['default'])}"
         else:
             need = "optional"
-        rows.append(
-            f"| `{key}` | {_cell(type_text(prop))} | {need} | {_cell(prop.get('description', ''))} |"
-        )
+        rows.append(f"| `{key}` | {_cell(type_text(prop))} | {need} | {_cell(prop.get('description', ''))} |")
     return rows
 
 
@@ -348,7 +344,7 @@ def _union_section(
     if not members:
         return [*out, f"No {kind} was installed when this page was generated.", ""]
     out += [
-        f"Installed when this page was generated (`camhub plugins` lists them on your machine):",
+        "Installed when this page was generated (`camhub plugins` lists them on your machine):",
         "",
         f"| `{tag}` | Provided by | Description |",
         "| --- | --- | --- |",
@@ -362,7 +358,9 @@ def _union_section(
     first = defs[members[0]]
     shared = {
         "properties": {
-            key: ({k: v for k, v in prop.items() if k != "const"} | {"type": "string"} if key == tag else prop)
+            key: (
+                {k: v for k, v in prop.items() if k != "const"} | {"type": "string"} if key == tag else prop
+            )
             for key, prop in first["properties"].items()
             if key in common_names
         },
@@ -441,7 +439,7 @@ def config_page(host: PluginHost | None = None) -> str:
         "strict: an unknown key, a missing required key or a value of the wrong type is an error,",
         "and every error is reported at once with its file, line and `$.path`, e.g.",
         "`province.yaml:12: $.units[0].devices[0].port: must be at most 65535, got 80800`.",
-        "Strings must be YAML strings: quote values such as `\"08\"`, `\"yes\"` or `\"1.10\"` that",
+        'Strings must be YAML strings: quote values such as `"08"`, `"yes"` or `"1.10"` that',
         "YAML would read as a number or a boolean; numbers are never read from quoted text.",
         "",
         "The same classes produce the JSON Schema for editors: `camhub config schema`.",

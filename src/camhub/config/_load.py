@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +111,9 @@ class _Loader:
             raise ConfigError(self.issues)
         return config
 
-    def _read_file(self, path: Path, label: str, where: tuple[Reader, yaml.Node, str] | None = None) -> str | None:
+    def _read_file(
+        self, path: Path, label: str, where: tuple[Reader, yaml.Node, str] | None = None
+    ) -> str | None:
         """The text of a file; on failure an issue at ``where`` (the include entry) or the file."""
         try:
             return path.read_text(encoding="utf-8")
@@ -174,10 +176,9 @@ class _Loader:
                 self._include(reader, value_node, list(value), sections, stack)
             elif value is not INVALID:
                 found[key] = value
+        present = {key for key, _, _ in pairs}
         for name, (field, _) in fields.items():
-            if field.default is attrs.NOTHING and name not in found and name not in dict(
-                (key, None) for key, _, _ in pairs
-            ):
+            if field.default is attrs.NOTHING and name not in present:
                 reader.issue(node, "$", f"missing required key {name!r}")
         return found
 
@@ -215,9 +216,7 @@ class _Loader:
                 continue
             node = self._compose(text, label)
             if node is not None:
-                self._read_fields(
-                    self._reader(label, path.parent), node, Fragment, sections, (*stack, label)
-                )
+                self._read_fields(self._reader(label, path.parent), node, Fragment, sections, (*stack, label))
 
     # -- assembling and cross-checking -------------------------------------------------------
     def _assemble(self, top: dict[str, Any], sections: _Sections) -> ProvinceConfig | None:
@@ -282,7 +281,9 @@ class _CrossChecks:
         for item in items:
             if item.id in seen:
                 first = self.loader.where(seen[item.id])
-                self._issue(item, "id", f"duplicate {what} id {item.id!r} (first at {first.file}:{first.line})")
+                self._issue(
+                    item, "id", f"duplicate {what} id {item.id!r} (first at {first.file}:{first.line})"
+                )
             else:
                 seen[item.id] = item
         return seen
@@ -297,7 +298,8 @@ class _CrossChecks:
                 self._issue(body, "level", f"unknown level {body.level!r}; levels: {self._level_names()}")
             elif body.article5 is Article5Point.PROVINCE and self.level_index.get(body.level, 0) != 0:
                 self._issue(
-                    body, "article5",
+                    body,
+                    "article5",
                     f"Article 5.1 covers the whole province; body {body.id!r} must sit at the top "
                     f"level {self.levels[0].id!r}, not {body.level!r}",
                 )
@@ -314,16 +316,22 @@ class _CrossChecks:
                 self._issue(unit, "managing_body", f"unknown body {unit.managing_body!r}")
             elif body is not None and body.level != unit.level and unit.level in self.level_index:
                 self._issue(
-                    unit, "managing_body",
+                    unit,
+                    "managing_body",
                     f"body {body.id!r} sits at level {body.level!r}, but unit {unit.id!r} is a {unit.level!r}",
                 )
-            if unit.parent is not None and unit.parent not in self.units and self._missing("units", unit.parent):
+            if (
+                unit.parent is not None
+                and unit.parent not in self.units
+                and self._missing("units", unit.parent)
+            ):
                 self._issue(unit, "parent", f"unknown unit {unit.parent!r}")
             names: Counter[str] = Counter(p.id for p in unit.merged_from)
             for former in unit.merged_from:
                 if former.id in self.units:
                     self._issue(
-                        former, "id",
+                        former,
+                        "id",
                         f"former unit {former.id!r} is still a unit of this configuration; "
                         "a unit that was merged away is listed only under its successor",
                     )
@@ -341,7 +349,8 @@ class _CrossChecks:
         for extra in roots[1:]:
             first = self.loader.where(roots[0])
             self._issue(
-                extra, "",
+                extra,
+                "",
                 f"two roots: unit {extra.id!r} has no parent, but {roots[0].id!r} "
                 f"({first.file}:{first.line}) is already the root; give it a parent",
             )
@@ -358,7 +367,8 @@ class _CrossChecks:
                 self._issue(unit, "parent", f"a {unit.level!r} is the top level and cannot have a parent")
             elif above != own - 1:
                 self._issue(
-                    unit, "parent",
+                    unit,
+                    "parent",
                     f"a {unit.level!r} cannot be under a {parent.level!r} ({parent.id!r}); "
                     f"its parent must be a {self.levels[own - 1].id!r}",
                 )
@@ -376,7 +386,7 @@ class _CrossChecks:
                 chain.append(current)
                 current = self.units[current].parent
             if current is not None and current in chain:
-                cycle = chain[chain.index(current):]
+                cycle = chain[chain.index(current) :]
                 on_cycles.update(cycle)
                 shown = " → ".join([*cycle, current])
                 self._issue(self.units[cycle[0]], "parent", f"the unit tree has a cycle: {shown}")
@@ -388,7 +398,8 @@ class _CrossChecks:
             for device in unit.devices:
                 if device.unit is not None and device.unit != unit.id:
                     self._issue(
-                        device, "unit",
+                        device,
+                        "unit",
                         f"device is listed under unit {unit.id!r} but names unit {device.unit!r}",
                     )
                     continue
@@ -397,7 +408,11 @@ class _CrossChecks:
                 self.devices.append(located)
         for device in self.s.devices:
             if device.unit is None:
-                self._issue(device, "", "missing required key 'unit' (devices listed at the top level name their unit)")
+                self._issue(
+                    device,
+                    "",
+                    "missing required key 'unit' (devices listed at the top level name their unit)",
+                )
                 continue
             self.devices.append(device)
 
@@ -405,9 +420,13 @@ class _CrossChecks:
         for device in self.devices:
             if device.unit not in self.units and self._missing("units", str(device.unit)):
                 self._issue(device, "unit", f"unknown unit {device.unit!r}")
-            if device.credentials not in self.s.credentials and self._missing("credentials", device.credentials):
+            if device.credentials not in self.s.credentials and self._missing(
+                "credentials", device.credentials
+            ):
                 known = ", ".join(sorted(self.s.credentials)) or "none defined"
-                self._issue(device, "credentials", f"unknown credentials {device.credentials!r}; known: {known}")
+                self._issue(
+                    device, "credentials", f"unknown credentials {device.credentials!r}; known: {known}"
+                )
             seen: set[int] = set()
             for channel in device.channels:
                 if channel.id in seen:
@@ -425,7 +444,7 @@ class _CrossChecks:
                     self._issue(position, "unit", f"unknown unit {position.unit!r}")
                 if body is not None and unit is not None and body.level != unit.level:
                     self._issue(
-                        position, "unit",
+                        position,
+                        "unit",
                         f"body {body.id!r} sits at level {body.level!r}, but unit {unit.id!r} is a {unit.level!r}",
                     )
-

@@ -223,7 +223,7 @@ class Reader:
             self.issue(node, path, f"expected a mapping, got {describe(node)}")
             return None
         seen: set[str] = set()
-        result = []
+        result: list[tuple[str, yaml.Node, yaml.Node]] = []
         for key_node, value_node in self._with_merges(node, path):
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
                 self.issue(key_node, path, f"keys must be strings, got {describe(key_node)}")
@@ -346,9 +346,7 @@ class Reader:
             self.locate(obj, name, spot, spot_path)
         return obj
 
-    def _check_constraints(
-        self, field: attrs.Attribute[Any], value: Any, node: yaml.Node, path: str
-    ) -> Any:
+    def _check_constraints(self, field: attrs.Attribute[Any], value: Any, node: yaml.Node, path: str) -> Any:
         meta = field.metadata
         why = f" ({meta['why']})" if meta.get("why") else ""
         if meta.get("minimum") is not None and value < meta["minimum"]:
@@ -384,4 +382,3 @@ def peek(node: yaml.Node, key: str) -> str | None:
             ):
                 return str(value_node.value)
     return None
-

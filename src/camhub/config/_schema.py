@@ -99,12 +99,15 @@ class _SchemaBuilder:
     def type_schema(self, tp: Any) -> dict[str, Any]:
         members = union_args(tp)
         if members is not None:
-            return {"anyOf": [self.type_schema(m) if m is not type(None) else {"type": "null"} for m in members]}
+            return {
+                "anyOf": [self.type_schema(m) if m is not type(None) else {"type": "null"} for m in members]
+            }
         if tp in self.unions:
             key, classes = self.unions[tp]
             return {
                 "oneOf": [
-                    self.ref(cls, f"{tp.__name__}.{name}", (key, name)) for name, cls in sorted(classes.items())
+                    self.ref(cls, f"{tp.__name__}.{name}", (key, name))
+                    for name, cls in sorted(classes.items())
                 ]
             }
         if attrs.has(tp):

@@ -32,5 +32,11 @@ class ToyAdapter(DeviceAdapter):
 @hookimpl
 def camhub_register_adapters(register: Callable[[AdapterSpec], None]) -> None:
     """Register the toy vendor."""
-    register(AdapterSpec(vendor="toy", config_type=ToyConfig, adapter_type=ToyAdapter,
-                         description="toy devices (an example)"))
+    register(
+        AdapterSpec(
+            vendor="toy",
+            config_type=ToyConfig,
+            adapter_type=ToyAdapter,
+            description="toy devices (an example)",
+        )
+    )

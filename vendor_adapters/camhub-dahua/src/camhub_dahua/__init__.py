@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from camhub import AdapterSpec, hookimpl
-
 from camhub_dahua.adapter import DahuaAdapter
 from camhub_dahua.config import DahuaConfig
 

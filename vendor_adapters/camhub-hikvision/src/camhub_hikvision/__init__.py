@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from camhub import AdapterSpec, hookimpl
-
 from camhub_hikvision.adapter import HikvisionAdapter
 from camhub_hikvision.config import HikvisionConfig
 

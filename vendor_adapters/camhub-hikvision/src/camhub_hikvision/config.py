@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from camhub.model import DeviceConfig, setting
+from camhub.model import DeviceConfig
 
 __all__ = ["HikvisionConfig"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from camhub import AdapterSpec, hookimpl
-
 from camhub_onvif.adapter import OnvifAdapter
 from camhub_onvif.config import OnvifConfig
 
