@@ -69,15 +69,14 @@ _VERSION = re.compile(r"^\.\.\s+(?P<name>versionadded|versionchanged|deprecated)
 def split_docstring(doc: str) -> tuple[str, dict[str, str], list[tuple[str, str]]]:
     """Split a reST docstring into its text, its ``:param:`` fields and its version directives."""
     body: list[str] = []
-    params: dict[str, str] = {}
+    params: dict[str, list[str]] = {}
     versions: list[tuple[str, str]] = []
     current: list[str] | None = None
     for line in inspect.cleandoc(doc).splitlines():
         field = _FIELD.match(line)
         version = _VERSION.match(line)
         if field and field["kind"] == "param" and field["name"]:
-            current = [field["text"]]
-            params[field["name"].split()[-1]] = current  # type: ignore[assignment]
+            current = params[field["name"].split()[-1]] = [field["text"]]
         elif version:
             versions.append((version["name"], version["rest"].strip()))
             current = None
@@ -86,7 +85,7 @@ def split_docstring(doc: str) -> tuple[str, dict[str, str], list[tuple[str, str]
         else:
             current = None
             body.append(line)
-    joined = {name: " ".join(parts) for name, parts in params.items()}  # type: ignore[misc]
+    joined = {name: " ".join(parts) for name, parts in params.items()}
     return "\n".join(body).strip(), joined, versions
 
 
@@ -104,7 +103,9 @@ def _hook_resolver(target: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """``text`` for one table cell: one line, pipes escaped except in code (tables keep those)."""
+    parts = re.split(r"(`[^`]*`)", text.replace("\n", " "))
+    return "".join(part if part.startswith("`") else part.replace("|", "\\|") for part in parts)
 
 
 def hooks_page() -> str:
@@ -127,16 +128,14 @@ def hooks_page() -> str:
         text, _, _ = split_docstring(fn.__doc__ or "")
         kind = "registration" if "register" in inspect.signature(fn).parameters else "observer"
         summary = text.split("\n\n", 1)[0].replace("\n", " ")
-        out.append(
-            f"| [`{fn.__name__}`](#{hookspecs.__name__}.{fn.__name__}) | {kind} | "
-            f"{_cell(rst_to_markdown(summary))} |"
-        )
+        out.append(f"| [`{fn.__name__}`](#{fn.__name__}) | {kind} | {_cell(rst_to_markdown(summary))} |")
     for fn in hooks:
         text, params, versions = split_docstring(fn.__doc__ or "")
         sig = inspect.signature(fn, eval_str=False)
         out += [
             "",
-            f"## `{fn.__name__}` {{#{hookspecs.__name__}.{fn.__name__}}}",
+            f"[](){{#{hookspecs.__name__}.{fn.__name__}}}",  # the cross-reference target
+            f"## `{fn.__name__}` {{#{fn.__name__}}}",
             "",
             "```python",
             hook_signature(fn),
@@ -250,13 +249,11 @@ def _default_text(value: Any) -> str:
     return f"`{value}`"
 
 
-def keys_table(schema: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> list[str]:
+def keys_table(schema: Mapping[str, Any]) -> list[str]:
     """The table of an object's keys: type, required or default, description."""
     required = set(schema.get("required", ()))
     rows = ["| Key | Type | Required / default | Description |", "| --- | --- | --- | --- |"]
     for key, prop in schema.get("properties", {}).items():
-        if key in skip:
-            continue
         if key in required:
             need = "**required**"
         elif "default" in prop:
@@ -500,7 +497,7 @@ def api_identifier(name: str) -> str:
 
 def api_page() -> str:
     """The Markdown of ``reference/api.md``."""
-    names = [name for name in camhub.__all__]
+    names = list(camhub.__all__)
     homes = {name: _home(name) for name in names}
     top = [n for n in names if homes[n] == "camhub"]
     out = [

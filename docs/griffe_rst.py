@@ -9,13 +9,15 @@ text, where Markdown would show them raw. :class:`RestToMarkdown` rewrites them 
 Roles become optional cross-references: a link when the target is documented on the site, plain
 code otherwise, so a reference to an undocumented name never breaks a strict build.
 
-Sphinx also takes ``#:`` comments above an assignment as its documentation; griffe does not, so
-the extension turns them into docstrings. griffe reads code statically and knows dataclasses but
-not attrs, so it would show no
-``__init__`` for camhub's frozen attrs classes and warn about their ``:param x:`` fields.
-:class:`RestToMarkdown` also gives each attrs class its generated ``__init__`` (fields in order,
-inherited ones first, keyword-only where attrs makes them so) and gives each field declared with
-``camhub.model.setting("doc", ...)`` that documentation and its default.
+The extension also fills two gaps of griffe's static reading:
+
+- Sphinx takes ``#:`` comments above an assignment as its documentation; griffe does not, so
+  they become docstrings.
+- griffe knows dataclasses but not attrs: without help it shows no ``__init__`` for camhub's
+  frozen attrs classes and warns about their ``:param x:`` fields. Each attrs class gets the
+  ``__init__`` attrs generates (inherited fields first, keyword-only where attrs makes them so),
+  and each field declared with ``camhub.model.setting("doc", ...)`` gets that text as its
+  documentation and its real default as its value.
 """
 
 from __future__ import annotations
@@ -162,63 +164,66 @@ def _literal(value: Any) -> Any:
         return None
 
 
-def _attrs_field(attribute: griffe.Attribute) -> tuple[bool, Any, str | None, bool]:
+def _called(function: str | griffe.Expr) -> str | griffe.Expr:
+    """The expression ``function()``: how a factory default is shown."""
+    if isinstance(function, str):
+        return f"{function}()"
+    return griffe.ExprCall(function=function, arguments=[])
+
+
+def _attrs_field(attribute: griffe.Attribute) -> tuple[bool, str | griffe.Expr | None, str | None, bool]:
     """``(has_default, default, doc, init)`` of one attrs field, from its right-hand side."""
     value = attribute.value
     if value is None:
         return False, None, None, True
-    if isinstance(value, griffe.ExprCall):
-        path = value.canonical_path
-        keywords = _keywords(value)
-        if path in _FIELD_CALLS or path in _SETTING_CALLS:
-            positional = [arg for arg in value.arguments if not isinstance(arg, griffe.ExprKeyword)]
-            doc = _literal(positional[0]) if path in _SETTING_CALLS and positional else None
-            init = str(keywords.get("init", "True")) != "False"
-            if "factory" in keywords:
-                return True, griffe.ExprCall(function=keywords["factory"], arguments=[]), doc, init
-            if "default" in keywords:
-                default = keywords["default"]
-                if isinstance(default, griffe.ExprCall) and default.canonical_path in _FACTORY_CALLS:
-                    default = griffe.ExprCall(function=default.arguments[0], arguments=[])
-                return True, default, doc, init
-            return False, None, doc if isinstance(doc, str) else None, init
-        if path in _FACTORY_CALLS:
-            return True, griffe.ExprCall(function=value.arguments[0], arguments=[]), None, True
-    return True, value, None, True
+    if not isinstance(value, griffe.ExprCall):
+        return True, value, None, True
+    path = value.canonical_path
+    if path in _FACTORY_CALLS:
+        return True, _called(value.arguments[0]), None, True
+    if path not in _FIELD_CALLS and path not in _SETTING_CALLS:
+        return True, value, None, True
+    keywords = _keywords(value)
+    positional = [arg for arg in value.arguments if not isinstance(arg, griffe.ExprKeyword)]
+    literal = _literal(positional[0]) if path in _SETTING_CALLS and positional else None
+    doc = literal if isinstance(literal, str) else None
+    init = str(keywords.get("init", "True")) != "False"
+    if "factory" in keywords:
+        return True, _called(keywords["factory"]), doc, init
+    if "default" in keywords:
+        default = keywords["default"]
+        if isinstance(default, griffe.ExprCall) and default.canonical_path in _FACTORY_CALLS:
+            return True, _called(default.arguments[0]), doc, init
+        return True, default, doc, init
+    return False, None, doc, init
 
 
 def _attrs_parameters(cls: griffe.Class) -> list[griffe.Parameter]:
+    """The ``__init__`` parameters of the fields ``cls`` itself declares (not inherited ones)."""
     decorator = _attrs_decorator(cls)
     kw_only = isinstance(decorator, griffe.ExprCall) and str(_keywords(decorator).get("kw_only")) == "True"
+    kind = griffe.ParameterKind.keyword_only if kw_only else griffe.ParameterKind.positional_or_keyword
     parameters = []
     for member in list(cls.members.values()):
-        if member.is_alias or not member.is_attribute or member.annotation is None:
+        if not isinstance(member, griffe.Attribute) or member.annotation is None:
             continue
-        if "property" in member.labels or (
-            "class-attribute" in member.labels
-            and "instance-attribute" not in member.labels
-            and str(member.annotation).startswith("ClassVar")
-        ):
-            continue
-        has_default, default, doc, init = _attrs_field(member)  # type: ignore[arg-type]
-        if isinstance(doc, str) and member.docstring is None:
+        if "instance-attribute" not in member.labels:
+            continue  # a ClassVar: griffe labels it a class attribute only
+        has_default, default, doc, init = _attrs_field(member)
+        if doc is not None and member.docstring is None:
             member.docstring = griffe.Docstring(doc, parent=member)
         member.value = default if has_default else None
         member.labels.discard("class-attribute")
-        member.labels.add("instance-attribute")
-        if not init:
-            continue
-        parameters.append(
-            griffe.Parameter(
-                member.name.lstrip("_"),
-                annotation=member.annotation,
-                kind=griffe.ParameterKind.keyword_only
-                if kw_only
-                else griffe.ParameterKind.positional_or_keyword,
-                default=default if has_default else None,
-                docstring=member.docstring,
+        if init:
+            parameters.append(
+                griffe.Parameter(
+                    member.name.lstrip("_"),
+                    annotation=member.annotation,
+                    kind=kind,
+                    default=default if has_default else None,
+                    docstring=member.docstring,
+                )
             )
-        )
     return parameters
 
 
@@ -276,13 +281,13 @@ class RestToMarkdown(griffe.Extension):
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         done: dict[str, list[griffe.Parameter]] = {}
-        for obj in self._classes(pkg, set()):
+        for obj in self._containers(pkg, set()):
             _comment_docstrings(obj)
             if isinstance(obj, griffe.Class):
                 _add_attrs_init(obj, done)
         self._convert(pkg, set())
 
-    def _classes(self, obj: griffe.Object, seen: set[str]) -> list[griffe.Object]:
+    def _containers(self, obj: griffe.Object, seen: set[str]) -> list[griffe.Object]:
         """``obj`` and every module and class inside it."""
         if obj.path in seen:
             return []
@@ -290,7 +295,7 @@ class RestToMarkdown(griffe.Extension):
         found = [obj]
         for member in obj.members.values():
             if not member.is_alias and (member.is_module or member.is_class):
-                found += self._classes(member, seen)  # type: ignore[arg-type]
+                found += self._containers(member, seen)  # type: ignore[arg-type]
         return found
 
     def _convert(self, obj: griffe.Object, seen: set[str]) -> None:

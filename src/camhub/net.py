@@ -1,0 +1,383 @@
+"""HTTP, XML and multipart helpers for adapters: bounded, safe, and mapped to camhub.errors.
+
+Devices are untrusted peers. Everything here assumes the worst of them: a body is read with a
+size limit and an overall deadline (a server that sends one byte a second times out like one
+that sends nothing), XML is parsed without DTDs or entities (no billion laughs, no external
+entities), a multipart stream that stops mid-part is a protocol error, and a 401 is final —
+devices lock accounts, so credentials are never retried. Every error names the device and never
+a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import defusedxml
+import defusedxml.ElementTree as SafeET
+import httpx
+
+from camhub.errors import (
+    DeviceAuthError,
+    DeviceError,
+    DeviceProtocolError,
+    DeviceTimeout,
+    DeviceUnreachable,
+    DeviceUnsupported,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DeviceHTTP",
+    "MultipartPart",
+    "Response",
+    "boundary_of",
+    "child",
+    "children",
+    "iter_multipart",
+    "local_name",
+    "parse_xml",
+    "text",
+]
+
+#: Largest response body read into memory by default (device answers are small documents).
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+
+
+@attrs.frozen
+class Response:
+    """A device's complete answer: status, headers and the (size-limited) body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+class DeviceHTTP:
+    """One device's HTTP API: base URL, authentication, deadline, size limit, error mapping.
+
+    :param client: the shared ``httpx.AsyncClient`` camhub injected into the adapter.
+    :param device_id: named in every error.
+    :param base_url: ``http(s)://host:port`` without credentials.
+    :param auth: usually ``httpx.DigestAuth``; httpx answers the challenge once, and a 401
+        after that is a :class:`~camhub.errors.DeviceAuthError` (never retried).
+    :param timeout: seconds for a whole request, body included.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        device_id: str,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        timeout: float = 10.0,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.client = client
+        self.device_id = device_id
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.timeout = timeout
+        self.max_body = max_body
+
+    def url(self, path: str) -> str:
+        return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_body: int | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request and read the whole answer within ``timeout`` seconds.
+
+        Authentication failures raise; any other status is returned for the adapter to read
+        (vendors put meaning in 403 and even 200 bodies). Use :meth:`check` for the usual mapping.
+        """
+        limit = self.max_body if max_body is None else max_body
+        deadline = self.timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(deadline):
+                async with self._send(method, path, params, content, headers) as response:
+                    body = await self._read_limited(response, limit)
+                    return Response(response.status_code, dict(response.headers), body)
+        except TimeoutError:
+            raise DeviceTimeout(self.device_id, f"no complete answer to {method} {path} within {deadline:g} s") from None
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        connect_timeout: float | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """Open a long-lived response (event streams, downloads); the caller bounds its reads."""
+        deadline = self.timeout if connect_timeout is None else connect_timeout
+        try:
+            async with asyncio.timeout(deadline):
+                opened = self._send(method, path, params, content, headers)
+                response = await opened.__aenter__()
+        except TimeoutError:
+            raise DeviceTimeout(self.device_id, f"no answer to {method} {path} within {deadline:g} s") from None
+        try:
+            yield response
+        except httpx.HTTPError as exc:
+            raise self._map(exc, method, path) from None
+        finally:
+            await opened.__aexit__(None, None, None)
+
+    @asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        content: bytes | str | None,
+        headers: Mapping[str, str] | None,
+    ) -> AsyncIterator[httpx.Response]:
+        request = self.client.build_request(
+            method, self.url(path), params=params, content=content, headers=headers,
+            timeout=httpx.Timeout(self.timeout),
+        )
+        try:
+            response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._map(exc, method, path) from None
+        try:
+            if response.status_code == 401:
+                raise DeviceAuthError(self.device_id, f"credentials refused (HTTP 401 on {path})")
+            yield response
+        except httpx.HTTPError as exc:
+            raise self._map(exc, method, path) from None
+        finally:
+            await response.aclose()
+
+    async def _read_limited(self, response: httpx.Response, limit: int) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise DeviceProtocolError(self.device_id, f"answer of {int(declared)} bytes exceeds the limit of {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise DeviceProtocolError(self.device_id, f"answer exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = response.headers.get("content-encoding", "").lower()
+        if encoding in ("gzip", "deflate", "br"):
+            # Decompressed size is bounded too: a small bomb must not expand without limit.
+            decoded = httpx.Response(200, headers={"content-encoding": encoding}, content=body).content
+            if len(decoded) > limit:
+                raise DeviceProtocolError(self.device_id, f"answer exceeds the limit of {limit} bytes")
+            return decoded
+        return body
+
+    def _map(self, exc: httpx.HTTPError, method: str, path: str) -> DeviceError:
+        where = f"{method} {path}"
+        if isinstance(exc, httpx.TimeoutException):
+            return DeviceTimeout(self.device_id, f"timed out ({where})")
+        if isinstance(exc, httpx.ConnectError):
+            return DeviceUnreachable(self.device_id, f"cannot connect to {self.base_url} ({where})")
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return DeviceProtocolError(self.device_id, f"connection broken mid-answer ({where})")
+        if isinstance(exc, httpx.NetworkError):
+            return DeviceUnreachable(self.device_id, f"network error ({where}): {type(exc).__name__}")
+        return DeviceProtocolError(self.device_id, f"HTTP error ({where}): {type(exc).__name__}")
+
+    def check(self, response: Response, what: str) -> Response:
+        """The usual status mapping: 2xx passes; 403/404/405/501 unsupported; other errors protocol."""
+        if 200 <= response.status < 300:
+            return response
+        if response.status in (403, 404, 405, 501):
+            raise DeviceUnsupported(self.device_id, f"{what}: the device answered HTTP {response.status}")
+        raise DeviceProtocolError(self.device_id, f"{what}: the device answered HTTP {response.status}")
+
+
+# -- XML --------------------------------------------------------------------------------------
+def parse_xml(device_id: str, data: bytes | str) -> ET.Element:
+    """Parse a device's XML safely: no DTD, no entities, no external references.
+
+    :raises DeviceProtocolError: for malformed XML or any DTD/entity declaration.
+    """
+    try:
+        return SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except ET.ParseError as exc:
+        raise DeviceProtocolError(device_id, f"malformed XML: {exc}") from None
+    except defusedxml.DefusedXmlException as exc:
+        raise DeviceProtocolError(device_id, f"refused XML: {type(exc).__name__}") from None
+
+
+def local_name(tag: str) -> str:
+    """``{namespace}name`` → ``name`` (vendors mix namespaces in one document)."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def children(element: ET.Element | None, name: str) -> Iterator[ET.Element]:
+    """Direct children of ``element`` whose local name is ``name``."""
+    if element is not None:
+        yield from (c for c in element if local_name(c.tag) == name)
+
+
+def child(element: ET.Element | None, *path: str) -> ET.Element | None:
+    """The first element down a path of local names, or None; ``"..."`` searches any depth."""
+    current = element
+    for name in path:
+        if current is None:
+            return None
+        if name.startswith("//"):
+            current = next((e for e in current.iter() if local_name(e.tag) == name[2:]), None)
+        else:
+            current = next(children(current, name), None)
+    return current
+
+
+def text(element: ET.Element | None, *path: str, default: str = "") -> str:
+    """The stripped text at a path of local names, or ``default``."""
+    found = child(element, *path)
+    if found is None or found.text is None:
+        return default
+    return found.text.strip()
+
+
+# -- multipart streams ------------------------------------------------------------------------
+@attrs.frozen
+class MultipartPart:
+    """One part of a ``multipart/mixed`` or ``multipart/x-mixed-replace`` stream."""
+
+    headers: Mapping[str, str]
+    body: bytes
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+
+
+def boundary_of(content_type: str) -> str | None:
+    """The boundary parameter of a multipart ``Content-Type``."""
+    match = _BOUNDARY.search(content_type)
+    return match.group(1).strip() if match else None
+
+
+async def iter_multipart(
+    device_id: str,
+    chunks: AsyncIterator[bytes],
+    boundary: str,
+    *,
+    max_part: int = 1024 * 1024,
+    idle_timeout: float | None = None,
+) -> AsyncIterator[MultipartPart]:
+    """Split a multipart byte stream into parts, by ``Content-Length`` or by boundary.
+
+    Tolerates CRLF and bare LF line ends and a boundary given with or without its ``--``.
+    A stream that ends between parts ends the iteration; one that ends inside a part raises
+    :class:`~camhub.errors.DeviceProtocolError`, as does a part over ``max_part`` bytes. With
+    ``idle_timeout``, a stream silent for that long raises :class:`~camhub.errors.DeviceTimeout`.
+    """
+    marker = ("--" + boundary.removeprefix("--")).encode("latin-1")
+    buffer = bytearray()
+    source = aiter(chunks)
+    ended = False
+
+    async def more() -> bool:
+        nonlocal ended
+        if ended:
+            return False
+        try:
+            if idle_timeout is None:
+                chunk = await anext(source)
+            else:
+                async with asyncio.timeout(idle_timeout):
+                    chunk = await anext(source)
+        except StopAsyncIteration:
+            ended = True
+            return False
+        except TimeoutError:
+            raise DeviceTimeout(device_id, f"event stream silent for {idle_timeout:g} s") from None
+        buffer.extend(chunk)
+        if len(buffer) > max_part + 64 * 1024:
+            raise DeviceProtocolError(device_id, f"multipart part exceeds {max_part} bytes")
+        return True
+
+    while True:
+        # Find the next boundary line.
+        while (start := buffer.find(marker)) < 0:
+            if len(buffer) > len(marker):
+                del buffer[: len(buffer) - len(marker)]
+            if not await more():
+                if buffer.strip():
+                    raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
+                return
+        # The boundary line ends at the next LF.
+        while (line_end := buffer.find(b"\n", start)) < 0:
+            if not await more():
+                return
+        closing = buffer[start + len(marker) : line_end].strip() == b"--"
+        del buffer[: line_end + 1]
+        if closing:
+            return
+        # Headers end at an empty line.
+        while (head_end := _header_end(buffer)) is None:
+            if not await more():
+                if buffer.strip():
+                    raise DeviceProtocolError(device_id, "multipart stream ended inside part headers")
+                return
+        header_block, body_start = head_end
+        headers = _parse_headers(bytes(buffer[:header_block]))
+        del buffer[:body_start]
+        length = headers.get("content-length", "")
+        if length.isdigit():
+            size = int(length)
+            if size > max_part:
+                raise DeviceProtocolError(device_id, f"multipart part of {size} bytes exceeds {max_part}")
+            while len(buffer) < size:
+                if not await more():
+                    raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
+            body = bytes(buffer[:size])
+            del buffer[:size]
+        else:
+            while (end := buffer.find(marker)) < 0:
+                if not await more():
+                    raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
+            body = bytes(buffer[:end]).rstrip(b"\r\n")
+            del buffer[:end]
+        yield MultipartPart(headers, body)
+
+
+def _header_end(buffer: bytearray) -> tuple[int, int] | None:
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        index = buffer.find(separator)
+        if index >= 0:
+            return index, index + len(separator)
+    if buffer.startswith(b"\r\n"):
+        return 0, 2
+    if buffer.startswith(b"\n"):
+        return 0, 1
+    return None
+
+
+def _parse_headers(block: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in block.decode("latin-1").splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers
