@@ -111,9 +111,7 @@ class SimulatedDevice:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port, shutdown_timeout=0.1)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # noqa: S101 - started just above
-        self._port = server.sockets[0].getsockname()[1]
+        self._port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Close event streams and stop listening."""
@@ -238,7 +236,7 @@ class SimulatedDevice:
             return web.Response(status=self.faults.status, text=f"simulated fault {self.faults.status}")
         response = await handler(request)
         rate = self.faults.trickle_bytes_per_second
-        if rate and isinstance(response, web.Response) and response.body is not None:
+        if rate and isinstance(response, web.Response) and isinstance(response.body, (bytes, bytearray)):
             return await self._trickle(request, bytes(response.body), response, rate)
         return response
 
