@@ -479,7 +479,7 @@ def config_page(host: PluginHost | None = None) -> str:
 
 #: Modules documented in their own section; names of ``camhub.__all__`` defined there are
 #: documented there (once), the others under ``camhub``. Errors have their own page.
-API_MODULES = ("camhub.model", "camhub.province", "camhub.plugins", "camhub.adapter")
+API_MODULES = ("camhub.model", "camhub.province", "camhub.plugins", "camhub.adapter", "camhub.net")
 ERRORS_MODULE = "camhub.errors"
 
 
