@@ -5,7 +5,12 @@ Writes, under ``examples/configs/``:
 - ``dong-nai.yaml`` and ``dong-nai/<district>.yaml``: the three-tier province of 2021–2024: the
   provincial centre, 11 district-level units and 170 communes;
 - ``dong-nai-2025.yaml``: the two-tier province since 1 July 2025: the centre and 95 communes,
-  each naming the units it was merged from (Nghị quyết 1662/NQ-UBTVQH15).
+  each naming the units it was merged from (Nghị quyết 1662/NQ-UBTVQH15); the province names the
+  11 abolished district-level units and the former province of Bình Phước.
+
+Ids of 2021–2024 are kept as they are: footage was recorded under them. The 2025 communes are
+``<kind>-<slug>`` (``phuong-bien-hoa``, ``xa-dai-phuoc``), as ten of them share their bare slug
+with an abolished district (``bien-hoa``); the script stops if any 2025 id is an old one.
 
 Units and their names come from the data file; devices and people are invented, but every
 choice is seeded by a unit's id, so the script writes the same files every time. Usage::
@@ -40,6 +45,8 @@ DEFAULT_OUT = REPO / "examples" / "configs"
 
 PROVINCE_ID = "dong-nai"
 PROVINCE_NAME = "Tỉnh Đồng Nai"
+BINH_PHUOC_ID = "tinh-binh-phuoc"  # the former province, merged into Đồng Nai in 2025
+BINH_PHUOC_NAME = "Tỉnh Bình Phước"
 SECRET_FILE = "secrets/demo-password"
 HCC_2021 = "Trung tâm Hành chính công tỉnh"
 HCC_2025 = "Trung tâm Phục vụ hành chính công tỉnh"
@@ -758,7 +765,8 @@ def parse_predecessors(text: str) -> list[Mention]:
 
 @dataclass
 class NewUnit:
-    id: str
+    id: str  # <kind>-<slug>: phuong-bien-hoa, xa-loc-thanh-2
+    key: str  # the data file's id, the bare slug: bien-hoa, loc-thanh-2
     name: str
     kind: str
     clause: int
@@ -769,6 +777,17 @@ class NewUnit:
     primary: Commune | None = None  # the former Đồng Nai commune whose devices it keeps
 
 
+def new_unit_id(kind: str, key: str) -> str:
+    """Id of a 2025 commune: its kind before the data file's slug, ``phuong-bien-hoa``.
+
+    The bare slug would reuse ids of 2021–2024: Phường Biên Hòa would be ``bien-hoa``, the id of
+    the abolished Thành phố Biên Hòa, and grants or catalog rows keyed by the old district would
+    silently attach to the new commune. With the kind, no 2025 id has the form of an old one (no
+    dot, and no district's name starts with a commune kind); `check_new_ids` makes sure.
+    """
+    return f"{slug(KIND_TITLE[kind])}-{key}"
+
+
 def read_new_units(data: dict[str, Any], warnings: list[str]) -> list[NewUnit]:
     reorganisation = data["reorganisation_2025"]
     units = []
@@ -777,7 +796,10 @@ def read_new_units(data: dict[str, Any], warnings: list[str]) -> list[NewUnit]:
         ("binh-phuoc", "new_units_from_binh_phuoc"),
     ):
         for item in reorganisation[key]:
-            unit = NewUnit(item["id"], item["name"], item["kind"], item["clause"], origin, item["from"])
+            ident = new_unit_id(item["kind"], item["id"])
+            unit = NewUnit(
+                ident, item["id"], item["name"], item["kind"], item["clause"], origin, item["from"]
+            )
             if unit.text.startswith(UNCHANGED):
                 unit.mentions = [Mention(unit.kind, bare_name(unit.name))]
             else:
@@ -874,7 +896,7 @@ def resolve_dong_nai(
                 unit.merged_from.append(Predecessor(merged, communes[merged].name, mention.part, note))
         pairs = [(chosen[(u, m)], mention) for m, mention in enumerate(unit.mentions)]
         whole = [c for c, mention in pairs if c is not None and not mention.part]
-        same_name = [c for c in whole if c.id.split(".", 1)[1] == unit.id]
+        same_name = [c for c in whole if c.id.split(".", 1)[1] == unit.key]
         unit.primary = same_name[0] if same_name else whole[0] if whole else None
 
     listed = Counter(p.id for unit in units for p in unit.merged_from)
@@ -925,9 +947,29 @@ def resolve_binh_phuoc(units: Sequence[NewUnit], warnings: list[str]) -> None:
             ident = f"binh-phuoc.{slug(KIND_TITLE[mention.kind])}-{name}"
         if ident in seen:
             warnings.append(f"{unit.id}: {mention.full_name} gets id {ident} of {seen[ident]} too; suffixed")
-            ident = f"{ident}-{unit.id}"
+            ident = f"{ident}-{unit.key}"
         seen[ident] = f"{mention.full_name} ({unit.id})"
         unit.merged_from.append(Predecessor(ident, mention.full_name, mention.part))
+
+
+def check_new_ids(units: Sequence[NewUnit], districts: Sequence[District]) -> list[str]:
+    """Problems with the 2025 unit ids: one used twice, or one that was already an id before.
+
+    Old ids are the root, the district ids and the qualified commune ids of dong-nai.yaml, the
+    former province of Bình Phước and every former unit a 2025 unit names (``binh-phuoc.…``).
+    """
+    old = {PROVINCE_ID, BINH_PHUOC_ID}
+    old.update(district.id for district in districts)
+    old.update(commune.id for district in districts for commune in district.communes)
+    old.update(former.id for unit in units for former in unit.merged_from)
+    counts = Counter(unit.id for unit in units)
+    problems = [f"{unit_id} is the id of {times} new units" for unit_id, times in counts.items() if times > 1]
+    problems += [
+        f"{unit.id} ({unit.name}) is already an id of 2021–2024 or of a former unit"
+        for unit in units
+        if unit.id in old
+    ]
+    return problems
 
 
 def write_2025(units: Sequence[NewUnit], districts: Sequence[District], out_dir: Path) -> Path:
@@ -937,11 +979,19 @@ def write_2025(units: Sequence[NewUnit], districts: Sequence[District], out_dir:
         "(Nghị quyết 202/2025/QH15), district-level government ended, and the communes were merged into\n"
         "95 (Nghị quyết 1662/NQ-UBTVQH15: 55 on the territory of old Đồng Nai, 40 of old Bình Phước).\n"
         "\n"
-        "`merged_from` lists each commune's former units, so their footage and the rights over it\n"
-        "pass on. Former Đồng Nai communes carry their ids from dong-nai.yaml (bien-hoa.tan-hanh),\n"
-        "with the communes merged away in late 2024 listed under their final successor; former\n"
-        "Bình Phước communes, which no configuration here lists, are binh-phuoc.<name>. The\n"
-        "district-level units of dong-nai.yaml have no successor and are not listed.\n"
+        "The province keeps its id (dong-nai). The 2025 communes are <kind>-<slug>: phuong-bien-hoa,\n"
+        "xa-dai-phuoc, xa-loc-thanh (Lộc Thành) and xa-loc-thanh-2 (Lộc Thạnh). No 2025 id equals one\n"
+        "of 2021–2024: ten communes share their name with an abolished district (Phường Biên Hòa and\n"
+        "Thành phố Biên Hòa, both bien-hoa by their bare slug), and grants or catalog rows keyed by\n"
+        "the old district must not attach to the new commune.\n"
+        "\n"
+        "`merged_from` lists each unit's former units, so their footage and the rights over it pass\n"
+        "on. Former Đồng Nai communes carry their ids from dong-nai.yaml (bien-hoa.tan-hanh), with\n"
+        "the communes merged away in late 2024 listed under their final successor; former Bình\n"
+        "Phước communes, which no configuration here lists, are binh-phuoc.<name>. The 11\n"
+        "district-level units of dong-nai.yaml were abolished and no commune succeeds them (their\n"
+        "territory went to several): the province lists them under their dong-nai.yaml ids\n"
+        "(bien-hoa, vinh-cuu…), with the former province of Bình Phước (tinh-binh-phuoc).\n"
         "\n"
         "Devices are invented: each commune keeps the devices (same ids, addresses and accounts) of\n"
         "one former commune's site, the one with its name where there is one, else the first named.\n"
@@ -967,7 +1017,7 @@ def write_2025(units: Sequence[NewUnit], districts: Sequence[District], out_dir:
             devices[unit.id] = commune_devices(unit.primary, district_of[unit.primary.district_id])
         else:
             # A former Bình Phước commune (or one missing from the data): seeded by its id.
-            owner = next((p.id for p in unit.merged_from if not p.part), f"{unit.origin}.{unit.id}")
+            owner = next((p.id for p in unit.merged_from if not p.part), f"{unit.origin}.{unit.key}")
             devices[unit.id] = site_devices(owner, (100, position), f"site-{unit.origin}")
         used.update(device.credentials for device in devices[unit.id])
     write_credentials(out, sorted(used), SECRET_FILE)
@@ -979,12 +1029,21 @@ def write_2025(units: Sequence[NewUnit], districts: Sequence[District], out_dir:
         "managing_body": "hcc",
         "site": f"{HCC_2025} Đồng Nai",
     }
+    abolished = [Predecessor(district.id, district.name) for district in districts]
     write_unit(
         out,
         root,
         root_devices(),
-        [Predecessor("tinh-binh-phuoc", "Tỉnh Bình Phước")],
-        ["The province's own site keeps its devices; Bình Phước's provincial centre merged into it."],
+        [*abolished, Predecessor(BINH_PHUOC_ID, BINH_PHUOC_NAME)],
+        [
+            "The province's own site keeps its devices; Bình Phước's provincial centre merged into it.",
+            f"merged_from: the {len(abolished)} district-level units of dong-nai.yaml, abolished on "
+            "1 July 2025, and\n"
+            "the former province of Bình Phước. The footage of their sites and the rights over it pass\n"
+            "to the province; Article 5.1 holders, whose rights cover the whole province, keep theirs.\n"
+            "No commune succeeds a district, so the footage of the district one-stop sites (Bộ phận một\n"
+            "cửa) now sits with the province until an integrator assigns it to a commune.",
+        ],
     )
     for unit in units:
         out.add()
@@ -1056,6 +1115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     units = read_new_units(data, warnings)
     resolve_dong_nai([u for u in units if u.origin == "dong-nai"], districts, warnings, notes)
     resolve_binh_phuoc([u for u in units if u.origin == "binh-phuoc"], warnings)
+    clashes = check_new_ids(units, districts)
+    if clashes:
+        print("dong-nai-2025.yaml not written, its unit ids clash:", file=sys.stderr)
+        for clash in clashes:
+            print(f"- {clash}", file=sys.stderr)
+        return 1
     written.append(write_2025(units, districts, args.out))
     print(f"wrote {len(written)} files under {args.out}")
     for path in (written[0], written[-1]):

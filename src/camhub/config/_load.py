@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import yaml
@@ -19,6 +19,7 @@ from camhub.config._reader import (
     TaggedUnion,
     child_path,
     fields_of,
+    location_of,
     peek,
     printable,
 )
@@ -64,6 +65,27 @@ def load_config_text(
     return config
 
 
+class _ComposeLoader(yaml.CSafeLoader):
+    """libyaml's parser with the implicit-tag resolution of scalars memoised.
+
+    The C composer still asks the Python resolver for every scalar (a regex walk); a province
+    repeats the same few values (vendors, kinds, ports, ``true``) thousands of times.
+    """
+
+    _tags: ClassVar[dict[tuple[str, tuple[bool, ...]], Any]] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is not yaml.ScalarNode or not isinstance(value, str):
+            return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        key = (value, tuple(implicit))
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+            if len(self._tags) < 100_000:
+                self._tags[key] = tag
+        return tag
+
+
 @attrs.define
 class _Sections:
     """What the files hold, merged across includes, plus the ids seen even in broken entries."""
@@ -84,7 +106,7 @@ class _Loader:
             StorageConfig: TaggedUnion("backend", host.storage_config_types(), "storage backend"),
         }
         self.issues: list[ConfigIssue] = []
-        self.locations: dict[tuple[int, str], Location] = {}
+        self.locations: dict[int, tuple[str, yaml.Node, str]] = {}
         self.sources: list[str] = []
         # A device listed under its unit is re-made with ``unit`` filled in; it keeps the
         # location of the object that was read.
@@ -129,7 +151,7 @@ class _Loader:
     def _compose(self, text: str, name: str) -> yaml.Node | None:
         self.sources.append(name)
         try:
-            return yaml.compose(text, Loader=yaml.CSafeLoader)
+            return yaml.compose(text, Loader=_ComposeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else 1
@@ -239,8 +261,7 @@ class _Loader:
         )
 
     def where(self, obj: object, field: str = "") -> Location:
-        key = self.aliases.get(id(obj), id(obj))
-        return self.locations.get((key, field)) or self.locations[(key, "")]
+        return location_of(self.locations[self.aliases.get(id(obj), id(obj))], field)
 
     def issue_at(self, obj: object, field: str, message: str) -> None:
         loc = self.where(obj, field)

@@ -97,6 +97,33 @@ def union_args(tp: Any) -> tuple[Any, ...] | None:
     return None
 
 
+@cache
+def shape_of(tp: Any) -> tuple[str, Any]:
+    """How to read a type: its shape and the type inside it (cached: read() runs per node)."""
+    if tp is Any:
+        return "any", None
+    members = union_args(tp)
+    if members is not None:
+        rest = [m for m in members if m is not type(None)]
+        if len(rest) != 1 or len(members) != 2:
+            raise TypeError(f"unsupported union {tp!r}")  # a programming error, not input
+        return "optional", rest[0]
+    if attrs.has(tp):
+        return "class", None
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return "tuple", typing.get_args(tp)[0]
+    if origin in (dict, Mapping, typing.get_origin(Mapping[str, int])):
+        return "mapping", typing.get_args(tp)[1]
+    if tp is Secret:
+        return "secret", None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "enum", None
+    if tp in (str, int, float, bool):
+        return "scalar", None
+    raise TypeError(f"unsupported config type {tp!r}")
+
+
 class Reader:
     """Reads nodes of one file into typed values, recording issues and locations."""
 
@@ -106,7 +133,7 @@ class Reader:
         base_dir: Path,
         unions: Mapping[type, TaggedUnion],
         issues: list[ConfigIssue],
-        locations: dict[tuple[int, str], Location],
+        locations: dict[int, tuple[str, yaml.Node, str]],
     ) -> None:
         self.file = file
         self.base_dir = base_dir
@@ -121,39 +148,32 @@ class Reader:
         self.issues.append(ConfigIssue(self.file, node.start_mark.line + 1, path, message))
         return INVALID
 
-    def locate(self, obj: object, field: str, node: yaml.Node, path: str) -> None:
-        """Remember where ``obj`` (or one of its fields) came from, for later cross-checks."""
-        self.locations[(id(obj), field)] = Location(self.file, node.start_mark.line + 1, path)
+    def locate(self, obj: object, node: yaml.Node, path: str) -> None:
+        """Remember where ``obj`` was read from, for cross-checks (see :func:`location_of`)."""
+        self.locations[id(obj)] = (self.file, node, path)
 
     # -- reading ---------------------------------------------------------------------------
     def read(self, node: yaml.Node, tp: Any, path: str) -> Any:
         """Read ``node`` as a value of type ``tp``; INVALID (with issues recorded) if it is not."""
-        if tp is Any:
-            return self._constructor.construct_object(node, deep=True)
-        members = union_args(tp)
-        if members is not None:
-            if type(None) in members and self._is_null(node):
-                return None
-            rest = [m for m in members if m is not type(None)]
-            if len(rest) != 1:
-                raise TypeError(f"unsupported union {tp!r}")  # a programming error, not input
-            return self.read(node, rest[0], path)
-        if tp in self.unions:
-            return self._read_tagged(node, self.unions[tp], path)
-        if attrs.has(tp):
-            return self.read_class(node, tp, path)
-        origin = typing.get_origin(tp)
-        if origin is tuple:
-            return self._read_sequence(node, typing.get_args(tp)[0], path)
-        if origin in (dict, Mapping, typing.get_origin(Mapping[str, int])):
-            return self._read_mapping(node, typing.get_args(tp)[1], path)
-        if tp is Secret:
-            return self._read_secret(node, path)
-        if isinstance(tp, type) and issubclass(tp, enum.Enum):
-            return self._read_enum(node, tp, path)
-        if tp in (str, int, float, bool):
+        union = self.unions.get(tp)
+        if union is not None:
+            return self._read_tagged(node, union, path)
+        shape, arg = shape_of(tp)
+        if shape == "scalar":
             return self._read_scalar(node, tp, path)
-        raise TypeError(f"unsupported config type {tp!r}")
+        if shape == "class":
+            return self.read_class(node, tp, path)
+        if shape == "optional":
+            return None if self._is_null(node) else self.read(node, arg, path)
+        if shape == "tuple":
+            return self._read_sequence(node, arg, path)
+        if shape == "mapping":
+            return self._read_mapping(node, arg, path)
+        if shape == "secret":
+            return self._read_secret(node, path)
+        if shape == "enum":
+            return self._read_enum(node, tp, path)
+        return self._constructor.construct_object(node, deep=True)  # shape "any"
 
     def _is_null(self, node: yaml.Node) -> bool:
         return isinstance(node, yaml.ScalarNode) and node.tag == _NULL
@@ -210,7 +230,8 @@ class Reader:
                 failed = True
             else:
                 result[key] = value
-                self.locate(result, key, key_node, child_path(path, key))
+        if not failed:
+            self.locate(result, node, path)
         return INVALID if failed else result
 
     def pairs(self, node: yaml.Node, path: str) -> list[tuple[str, yaml.Node, yaml.Node]] | None:
@@ -308,7 +329,6 @@ class Reader:
             return INVALID
         fields = {field.name: (field, tp) for field, tp in fields_of(cls)}
         kwargs: dict[str, Any] = {}
-        spots: dict[str, tuple[yaml.Node, str]] = {}
         present: set[str] = set()
         failed = False
         for key, key_node, value_node in pairs:
@@ -316,7 +336,6 @@ class Reader:
             present.add(key)
             if key == tag:
                 kwargs[key] = str(value_node.value)
-                spots[key] = (key_node, key_path)
                 continue
             if key not in fields:
                 close = difflib.get_close_matches(key, list(fields), n=1)
@@ -333,7 +352,6 @@ class Reader:
                 continue
             kwargs[key] = tuple(value) if isinstance(value, PartialTuple) else value
             failed = failed or (isinstance(value, PartialTuple) and value.failed)
-            spots[key] = (value_node, key_path)
         for name, (field, _) in fields.items():
             if name not in present and field.default is attrs.NOTHING:
                 self.issue(node, path, f"missing required key {name!r}")
@@ -341,9 +359,7 @@ class Reader:
         if failed:
             return INVALID
         obj = cls(**kwargs)
-        self.locate(obj, "", node, path)
-        for name, (spot, spot_path) in spots.items():
-            self.locate(obj, name, spot, spot_path)
+        self.locate(obj, node, path)
         return obj
 
     def _check_constraints(self, field: attrs.Attribute[Any], value: Any, node: yaml.Node, path: str) -> Any:
@@ -369,6 +385,16 @@ class PartialTuple(list[Any]):
     def __init__(self, items: list[Any], failed: bool) -> None:
         super().__init__(items)
         self.failed = failed
+
+
+def location_of(entry: tuple[str, yaml.Node, str], field: str = "") -> Location:
+    """Where an object (or one of its keys) was read: its key's value line, else the mapping's."""
+    file, node, path = entry
+    if field and isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == field:
+                return Location(file, value_node.start_mark.line + 1, child_path(path, field))
+    return Location(file, node.start_mark.line + 1, path)
 
 
 def peek(node: yaml.Node, key: str) -> str | None:
