@@ -59,14 +59,18 @@ def main() -> None:
             "dong-nai.yaml (182 units)": HERE.parent / "examples" / "configs" / "dong-nai.yaml",
             "generated, 2,000 devices": big,
         }
-        print(f"{'file':28} {'devices':>7} {'camhub s':>9} {'camhub MiB':>10} {'yaml s':>8} "
-              f"{'yaml MiB':>8} {'time ×':>7}")
+        print(
+            f"{'file':28} {'devices':>7} {'camhub s':>9} {'camhub MiB':>10} {'yaml s':>8} "
+            f"{'yaml MiB':>8} {'time ×':>7}"
+        )
         for label, path in cases.items():
             config = camhub.load_config(path, host=host)
             ours, ours_mem = measure(lambda p=path: camhub.load_config(p, host=host), args.runs)
             floor, floor_mem = measure(bare_parse([Path(s) for s in config.sources]), args.runs)
-            print(f"{label:28} {len(config.devices):>7} {ours:>9.3f} {ours_mem:>10.1f} {floor:>8.3f} "
-                  f"{floor_mem:>8.1f} {ours / floor:>7.2f}")
+            print(
+                f"{label:28} {len(config.devices):>7} {ours:>9.3f} {ours_mem:>10.1f} {floor:>8.3f} "
+                f"{floor_mem:>8.1f} {ours / floor:>7.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import pytest
 from camhub import PluginHost
 from provinces import PASSWORD
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def host() -> PluginHost:

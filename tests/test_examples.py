@@ -6,9 +6,9 @@ import unicodedata
 from collections import Counter
 
 import pytest
-from provinces import EXAMPLES
 
 from camhub import Article5Point, ChannelKind, PluginHost, ProvinceConfig, load_config
+from provinces import EXAMPLES
 
 TOP_LEVEL = sorted(EXAMPLES.glob("*.yaml"))  # included fragments live in sub-folders
 

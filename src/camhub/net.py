@@ -117,7 +117,9 @@ class DeviceHTTP:
                     body = await self._read_limited(response, limit)
                     return Response(response.status_code, dict(response.headers), body)
         except TimeoutError:
-            raise DeviceTimeout(self.device_id, f"no complete answer to {method} {path} within {deadline:g} s") from None
+            raise DeviceTimeout(
+                self.device_id, f"no complete answer to {method} {path} within {deadline:g} s"
+            ) from None
 
     @asynccontextmanager
     async def stream(
@@ -137,7 +139,9 @@ class DeviceHTTP:
                 opened = self._send(method, path, params, content, headers)
                 response = await opened.__aenter__()
         except TimeoutError:
-            raise DeviceTimeout(self.device_id, f"no answer to {method} {path} within {deadline:g} s") from None
+            raise DeviceTimeout(
+                self.device_id, f"no answer to {method} {path} within {deadline:g} s"
+            ) from None
         try:
             yield response
         except httpx.HTTPError as exc:
@@ -155,11 +159,17 @@ class DeviceHTTP:
         headers: Mapping[str, str] | None,
     ) -> AsyncIterator[httpx.Response]:
         request = self.client.build_request(
-            method, self.url(path), params=params, content=content, headers=headers,
+            method,
+            self.url(path),
+            params=params,
+            content=content,
+            headers=headers,
             timeout=httpx.Timeout(self.timeout),
         )
         try:
-            response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+            response = await self.client.send(
+                request, auth=self.auth or httpx.USE_CLIENT_DEFAULT, stream=True
+            )
         except httpx.HTTPError as exc:
             raise self._map(exc, method, path) from None
         try:
@@ -174,7 +184,9 @@ class DeviceHTTP:
     async def _read_limited(self, response: httpx.Response, limit: int) -> bytes:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise DeviceProtocolError(self.device_id, f"answer of {int(declared)} bytes exceeds the limit of {limit}")
+            raise DeviceProtocolError(
+                self.device_id, f"answer of {int(declared)} bytes exceeds the limit of {limit}"
+            )
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_raw():

@@ -224,7 +224,7 @@ class Reader:
             return INVALID
         result: dict[str, Any] = {}
         failed = False
-        for key, key_node, value_node in pairs:
+        for key, _, value_node in pairs:
             value = self.read(value_node, value_tp, child_path(path, key))
             if value is INVALID:
                 failed = True

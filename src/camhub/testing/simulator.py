@@ -90,7 +90,9 @@ class SimulatedDevice:
 
     vendor = ""
 
-    def __init__(self, profile: DeviceProfile, *, rtsp_url: str = "rtsp://127.0.0.1:554", port: int = 0) -> None:
+    def __init__(
+        self, profile: DeviceProfile, *, rtsp_url: str = "rtsp://127.0.0.1:554", port: int = 0
+    ) -> None:
         self.profile = profile
         self.rtsp_url = rtsp_url.rstrip("/")
         self.faults = Faults()
@@ -107,9 +109,9 @@ class SimulatedDevice:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Listen on 127.0.0.1 (a free port unless one was given)."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port, shutdown_timeout=0.1)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
         self._port = int(self._runner.addresses[0][1])
 
@@ -191,8 +193,10 @@ class SimulatedDevice:
         ha1 = _md5(f"{self.profile.username}:{self.profile.realm}:{self.profile.password}")
         ha2 = _md5(f"{method}:{fields.get('uri', '')}")
         if fields.get("qop"):
-            expected = _md5(f"{ha1}:{fields['nonce']}:{fields.get('nc', '')}:{fields.get('cnonce', '')}:"
-                            f"{fields['qop']}:{ha2}")
+            expected = _md5(
+                f"{ha1}:{fields['nonce']}:{fields.get('nc', '')}:{fields.get('cnonce', '')}:"
+                f"{fields['qop']}:{ha2}"
+            )
         else:
             expected = _md5(f"{ha1}:{fields['nonce']}:{ha2}")
         return secrets.compare_digest(expected, fields.get("response", ""))
@@ -240,8 +244,14 @@ class SimulatedDevice:
             return await self._trickle(request, bytes(response.body), response, rate)
         return response
 
-    async def _trickle(self, request: web.Request, body: bytes, original: web.Response, rate: float) -> web.StreamResponse:
-        headers = {k: v for k, v in original.headers.items() if k.lower() not in ("content-length", "transfer-encoding")}
+    async def _trickle(
+        self, request: web.Request, body: bytes, original: web.Response, rate: float
+    ) -> web.StreamResponse:
+        headers = {
+            k: v
+            for k, v in original.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding")
+        }
         streamed = web.StreamResponse(status=original.status, headers=headers)
         streamed.content_length = len(body)
         await streamed.prepare(request)
@@ -263,12 +273,12 @@ class SimulatedDevice:
         sent = getattr(response, "_camhub_sent", 0)
         if limit is not None and sent + len(data) > limit:
             await response.write(data[: max(0, limit - sent)])
-            transport = response._req.transport if response._req is not None else None  # noqa: SLF001
+            transport = response._req.transport if response._req is not None else None
             if transport is not None:
                 transport.abort()
             return False
         await response.write(data)
-        response._camhub_sent = sent + len(data)  # type: ignore[attr-defined]  # noqa: SLF001
+        response._camhub_sent = sent + len(data)  # type: ignore[attr-defined]
         return True
 
 
@@ -300,7 +310,9 @@ def _parse_auth_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def default_recordings(device: SimulatedDevice, *, hours: int = 2, span_minutes: int = 30) -> list[SimulatedRecording]:
+def default_recordings(
+    device: SimulatedDevice, *, hours: int = 2, span_minutes: int = 30
+) -> list[SimulatedRecording]:
     """Contiguous spans for each channel over the last ``hours``, as device storage would hold."""
     end = device.now().replace(second=0, microsecond=0)
     spans = []
@@ -311,4 +323,3 @@ def default_recordings(device: SimulatedDevice, *, hours: int = 2, span_minutes:
             spans.append(SimulatedRecording(channel=channel, start=start, end=stop))
             start = stop
     return spans
-
