@@ -27,6 +27,7 @@ from camhub import (
     hookspecs,
     load_config_text,
 )
+from camhub.adapter import DiscoveredDevice
 from provinces import BASE, REPO
 
 Install = Callable[[str, str, str, str], None]
@@ -238,3 +239,29 @@ def test_every_hook_is_documented(name: str) -> None:
 def test_every_hook_is_tested(name: str) -> None:
     tests = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "tests").glob("test_*.py"))
     assert re.search(rf"^def test_hook_{name}\(", tests, re.MULTILINE), f"no test_hook_{name}"
+
+
+def test_hook_camhub_discover_devices() -> None:
+    found = DiscoveredDevice(
+        address="127.0.0.7", protocol="test", vendor="acme", urls=("http://127.0.0.7/x",)
+    )
+
+    class Finder:
+        @staticmethod
+        @hookimpl
+        def camhub_discover_devices(interface: str, timeout: float) -> list[DiscoveredDevice]:
+            assert (interface, timeout) == ("127.0.0.1", 0.5)
+            return [found]
+
+    class Broken:
+        @staticmethod
+        @hookimpl
+        def camhub_discover_devices(interface: str, timeout: float) -> list[DiscoveredDevice]:
+            raise OSError("no multicast here")
+
+    host = PluginHost()
+    host.add_plugin(Finder(), "finder")
+    host.add_plugin(Broken(), "broken")
+    with structlog.testing.capture_logs() as logs:
+        assert host.discover("127.0.0.1", 0.5) == [found]
+    assert [(e["event"], e["plugin"]) for e in logs] == [("plugin_discovery_failed", "broken")]

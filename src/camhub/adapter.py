@@ -36,6 +36,7 @@ __all__ = [
     "ChannelInfo",
     "DeviceAdapter",
     "DeviceEvent",
+    "DiscoveredDevice",
     "DeviceHealth",
     "DeviceIdentity",
     "DeviceTime",
@@ -175,6 +176,19 @@ class DeviceHealth:
     clock_skew: timedelta | None = None
     storage: tuple[StorageState, ...] = ()
     error: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class DiscoveredDevice:
+    """A device found on the network by a discovery protocol (WS-Discovery, a vendor's own)."""
+
+    address: str
+    protocol: str  # e.g. "ws-discovery"
+    vendor: str = ""  # the adapter to configure it with, when the protocol tells
+    urls: tuple[str, ...] = ()  # service addresses (ONVIF XAddrs)
+    scopes: tuple[str, ...] = ()
+    name: str = ""
+    model: str = ""
 
 
 class DeviceAdapter:

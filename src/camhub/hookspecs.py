@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from camhub.adapter import DiscoveredDevice
     from camhub.plugins import AdapterSpec, StorageBackendSpec
     from camhub.province import ProvinceConfig
 
@@ -80,3 +81,21 @@ def camhub_config_loaded(config: ProvinceConfig) -> None:
 
     .. versionadded:: 0.1.0
     """
+
+
+@hookspec
+def camhub_discover_devices(interface: str, timeout: float) -> list[DiscoveredDevice]:
+    """Find devices on a network segment with a discovery protocol the plugin speaks.
+
+    Called by ``camhub discover`` (and :meth:`camhub.plugins.PluginHost.discover`); the lists
+    of every implementing plugin are joined. Implemented by adapters whose devices can be
+    discovered (the ONVIF adapter answers with WS-Discovery). A plugin that raises is logged
+    and the others still answer.
+
+    :param interface: the local IPv4 address whose network to search (e.g. ``192.168.1.5``).
+    :param timeout: seconds to listen for answers.
+    :return: the devices found.
+
+    .. versionadded:: 0.1.0
+    """
+    return []

@@ -13,7 +13,7 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import pluggy
@@ -25,7 +25,7 @@ from camhub.log import get_logger
 from camhub.model import DeviceConfig, StorageConfig
 
 if TYPE_CHECKING:
-    from camhub.adapter import DeviceAdapter
+    from camhub.adapter import DeviceAdapter, DiscoveredDevice
     from camhub.province import ProvinceConfig
 
 __all__ = [
@@ -290,6 +290,19 @@ class PluginHost:
     def notify_config_loaded(self, config: ProvinceConfig) -> None:
         """Tell observers a configuration was loaded (an observer's exception is logged)."""
         self._observe("camhub_config_loaded", config=config)
+
+    def discover(self, interface: str, timeout: float) -> list[DiscoveredDevice]:
+        """Devices found by every discovery plugin (a plugin that fails is logged, not fatal)."""
+        found: list[DiscoveredDevice] = []
+        for impl in self._pm.hook.camhub_discover_devices.get_hookimpls():
+            try:
+                answer = impl.function(interface=interface, timeout=timeout)
+                found.extend(cast("list[DiscoveredDevice]", answer or []))
+            except Exception as exc:  # noqa: BLE001 - one plugin's failure must not hide the others
+                get_logger(__name__).error(
+                    "plugin_discovery_failed", plugin=impl.plugin_name, interface=interface, error=repr(exc)
+                )
+        return found
 
     def _observe(self, hook_name: str, **kwargs: Any) -> None:
         for impl in getattr(self._pm.hook, hook_name).get_hookimpls():

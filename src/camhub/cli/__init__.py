@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from camhub._version import __version__
+from camhub.cli import device as device_commands
 from camhub.config import json_schema, load_config
 from camhub.errors import CamhubError, ConfigError
 from camhub.log import configure_logging
@@ -227,6 +228,10 @@ def config() -> None:
 def schema(state: _State) -> None:
     """Print the JSON Schema of configuration files (with every installed vendor)."""
     click.echo(json.dumps(json_schema(state.host), ensure_ascii=False, indent=2))
+
+
+cli.add_command(device_commands.device)
+cli.add_command(device_commands.discover)
 
 
 def main(argv: list[str] | None = None) -> int:
