@@ -13,12 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from toy_simulator import ToySimulator  # examples/toy_adapter/tests, on pytest's pythonpath
+
+from camhub.testing.simulator import DeviceProfile
 from provinces import REPO
-
-sys.path.insert(0, str(REPO / "examples" / "toy_adapter" / "tests"))
-from toy_simulator import ToySimulator  # noqa: E402
-
-from camhub.testing.simulator import DeviceProfile  # noqa: E402
 
 PASSWORD = "toy-Đồng-Nai-pw"
 PROFILE = DeviceProfile(
