@@ -5,7 +5,7 @@ handle any vendor with the same ``except`` clauses::
 
     CamhubError
     ├── ConfigError                  the YAML configuration is invalid (carries every issue)
-    ├── SecretError                  a ``{$env: …}`` / ``{$file: …}`` reference cannot be resolved
+    ├── SecretError                  a {$env: …} / {$file: …} reference cannot be resolved
     ├── PluginError                  a plugin could not be loaded or registered
     └── DeviceError                  talking to one device failed (names the device)
         ├── DeviceUnreachable        connection refused, DNS, network down

@@ -71,6 +71,7 @@ class DeviceHTTP:
     :param auth: usually ``httpx.DigestAuth``; httpx answers the challenge once, and a 401
         after that is a :class:`~camhub.errors.DeviceAuthError` (never retried).
     :param timeout: seconds for a whole request, body included.
+    :param max_body: the most bytes of an answer read into memory; more is a protocol error.
     """
 
     def __init__(

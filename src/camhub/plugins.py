@@ -77,13 +77,22 @@ class StorageBackendSpec:
 
 @attrs.frozen(kw_only=True)
 class PluginInfo:
-    """A plugin the host knows of, loaded or not, for ``camhub plugins``."""
+    """A plugin the host knows of, loaded or not, for ``camhub plugins``.
+
+    :param name: the entry-point name (for adapters, the vendor).
+    :param group: ``camhub.adapters`` or ``camhub.plugins``.
+    :param distribution: the installed distribution that provides it.
+    :param version: that distribution's version.
+    :param status: ``loaded``, ``blocked`` (by the block list) or ``failed``.
+    :param error: why it failed, in one line.
+    :param provides: what it registered, e.g. ``vendor:hikvision``, ``storage:filesystem``.
+    """
 
     name: str
     group: str
     distribution: str
     version: str
-    status: str  # "loaded", "blocked" or "failed"
+    status: str
     error: str = ""
     provides: tuple[str, ...] = ()
 
@@ -119,7 +128,9 @@ class PluginHost:
         self._pm = _Manager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         env_blocked = {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",")}
+        #: Names of plugins that are not loaded (the argument and ``CAMHUB_DISABLED_PLUGINS``).
         self.blocked = frozenset(set(blocked) | env_blocked - {""})
+        #: Every plugin the host met, in load order, with its status and any error.
         self.plugins: list[PluginInfo] = []
         self._adapters: dict[str, AdapterSpec] = {}
         self._storage: dict[str, StorageBackendSpec] = {}
