@@ -1,0 +1,537 @@
+"""Recording one channel: a live stream remuxed (never re-encoded) into fragmented-MP4 segments.
+
+The invariants, and the crash story (DESIGN §4):
+
+* Every segment starts with a keyframe and is cut at the first keyframe at or after the next
+  boundary of a fixed grid (default 60 s) anchored at the recorder's first keyframe, so segment
+  durations sit on the grid within one GOP, and every segment plays on its own in a browser.
+* Video is copied bit for bit. AAC is copied. G.711 cannot live in MP4, so it is decoded and
+  encoded to AAC (cheap at 8 kHz); the segment records the source codec.
+* A segment is written under a temporary name as fragmented MP4 (one fragment per keyframe,
+  flushed to the OS as it goes), then fsynced, renamed, hashed (SHA-256) and handed over. A
+  crash loses at most the fragment being written; :func:`recover_partials` turns what a crash
+  left into sealed segments (playable up to the last complete fragment) or removes it.
+* Equal or decreasing timestamps (split keyframe access units, seen on real cameras) are
+  repaired, not fatal. End of stream from a live source is a disconnect. A stalled source is
+  caught by the RTSP demuxer's own socket timeout (cheap, in C; PyAV's interrupt callback costs
+  several times the CPU with many streams). The recorder reconnects with capped backoff, and
+  every outage becomes exactly one gap with its cause; refused credentials wait long between
+  attempts (devices lock accounts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import attrs
+import av
+import av.error
+
+from camhub.log import get_logger
+
+__all__ = [
+    "ChannelKey",
+    "ChannelRecorder",
+    "GapCause",
+    "RecorderCallbacks",
+    "RecorderState",
+    "SealedSegment",
+    "recover_partials",
+]
+
+PARTIAL_SUFFIX = ".partial.mp4"
+_FMP4_OPTIONS = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+_G711 = {"pcm_mulaw", "pcm_alaw"}
+_AAC_RATE = 8000
+_CHUNK = 1 << 20
+
+
+class GapCause(enum.Enum):
+    """Why footage is missing."""
+
+    UNREACHABLE = "unreachable"
+    AUTH = "auth"
+    STALL = "stall"
+    STREAM_ENDED = "stream_ended"
+    CODEC_CHANGE = "codec_change"
+    STOPPED = "stopped"
+
+
+class RecorderState(enum.Enum):
+    """What a channel recorder is doing, for ``camhub status``."""
+
+    STARTING = "starting"
+    RECORDING = "recording"
+    RETRYING = "retrying"
+    STOPPED = "stopped"
+
+
+@attrs.frozen
+class ChannelKey:
+    """A channel of a device: what a recorder records."""
+
+    device_id: str
+    channel: int
+
+    def __str__(self) -> str:
+        return f"{self.device_id}/ch{self.channel}"
+
+
+@attrs.frozen(kw_only=True)
+class SealedSegment:
+    """A finished segment on disk, as handed to the catalog."""
+
+    key: ChannelKey
+    path: Path
+    start: datetime
+    end: datetime
+    bytes: int
+    sha256: str
+    video_codec: str | None
+    audio_codec: str | None
+    audio_source_codec: str | None
+    container: str = "mp4"
+    recovered: bool = False
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+
+class RecorderCallbacks(Protocol):
+    """Where a recorder reports; called from the recorder's thread."""
+
+    def segment_sealed(self, segment: SealedSegment) -> None: ...
+
+    def gap_opened(self, key: ChannelKey, start: datetime, cause: GapCause, detail: str) -> None: ...
+
+    def gap_closed(self, key: ChannelKey, end: datetime) -> None: ...
+
+    def state_changed(self, key: ChannelKey, state: RecorderState, detail: str) -> None: ...
+
+
+class _Outage(Exception):  # noqa: N818 - carries the cause of a disconnect, not a bug
+    def __init__(self, cause: GapCause, detail: str) -> None:
+        super().__init__(detail)
+        self.cause = cause
+        self.detail = detail
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Segment:
+    """One fragmented-MP4 segment being written under its temporary name."""
+
+    def __init__(
+        self,
+        path: Path,
+        video: av.video.stream.VideoStream | None,
+        audio: av.audio.stream.AudioStream | None,
+        start: datetime,
+        base: dict[int, int],
+    ) -> None:
+        self.path = path
+        self.start = start
+        self.end = start
+        self.base = base  # per input stream index: the timestamp that becomes 0
+        self.last_dts: dict[int, int] = {}
+        self.output = av.open(str(path), "w", format="mp4", options=_FMP4_OPTIONS)
+        self.streams: dict[int, Any] = {}
+        self.audio_encoder: Any = None
+        self.audio_resampler: av.AudioResampler | None = None
+        self.audio_source_codec: str | None = None
+        if video is not None:
+            self.streams[video.index] = self.output.add_stream_from_template(video)
+        if audio is not None:
+            name = audio.codec_context.name
+            self.audio_source_codec = name
+            if name in _G711:
+                encoder = self.output.add_stream("aac", rate=_AAC_RATE)
+                encoder.layout = "mono"
+                encoder.bit_rate = 32_000
+                self.audio_encoder = encoder
+                self.audio_resampler = av.AudioResampler(format="fltp", layout="mono", rate=_AAC_RATE)
+                self.streams[audio.index] = encoder
+            else:
+                self.streams[audio.index] = self.output.add_stream_from_template(audio)
+        self.video_codec = video.codec_context.name if video is not None else None
+        self.audio_codec = ("aac" if self.audio_encoder is not None else self.audio_source_codec) if audio else None
+
+    def write(self, packet: av.Packet[Any], at: datetime) -> None:
+        """Write a packet that happened at wall time ``at`` (its end extends the segment)."""
+        index = packet.stream_index
+        out = self.streams.get(index)
+        if out is None or packet.dts is None:
+            return
+        if out is self.audio_encoder:
+            self._transcode(packet)
+        else:
+            base = self.base[index]
+            dts = packet.dts - base
+            pts = (packet.pts if packet.pts is not None else packet.dts) - base
+            last = self.last_dts.get(index)
+            if last is not None and dts <= last:
+                # Equal or decreasing DTS (split access units, RTP jitter): nudge, never drop.
+                dts = last + 1
+            pts = max(pts, dts)
+            if dts < 0:  # audio that arrived just after the cut but belongs a moment before it
+                return
+            self.last_dts[index] = dts
+            packet.dts, packet.pts = dts, pts
+            packet.stream = out
+            self.output.mux(packet)
+        duration = packet.duration * packet.time_base if packet.duration else 0
+        self.end = max(self.end, at + timedelta(seconds=float(duration)))
+
+    def _transcode(self, packet: av.Packet[Any]) -> None:
+        assert self.audio_resampler is not None
+        for frame in cast("list[av.AudioFrame]", packet.decode()):
+            for resampled in self.audio_resampler.resample(frame):
+                resampled.pts = None  # the encoder stamps consecutive samples
+                for encoded in self.audio_encoder.encode(resampled):
+                    self.output.mux(encoded)
+
+    def close(self) -> None:
+        if self.audio_encoder is not None:
+            with contextlib.suppress(av.error.FFmpegError):
+                for encoded in self.audio_encoder.encode(None):
+                    self.output.mux(encoded)
+        self.output.close()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def seal(path: Path, key: ChannelKey, start: datetime, end: datetime, codecs: tuple[str | None, str | None, str | None],
+         *, recovered: bool = False) -> SealedSegment:
+    """fsync, rename to the final name ``<start>_<end>.mp4`` beside it, hash, describe."""
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    final = path.with_name(f"{_stamp(start)}_{_stamp(end)}.mp4")
+    os.replace(path, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself must survive a power cut
+    finally:
+        os.close(directory)
+    video, audio, source = codecs
+    return SealedSegment(
+        key=key, path=final, start=start, end=end, bytes=final.stat().st_size, sha256=_sha256(final),
+        video_codec=video, audio_codec=audio, audio_source_codec=source, recovered=recovered,
+    )
+
+
+class ChannelRecorder:
+    """Records one channel in a thread until :meth:`stop`.
+
+    :param key: the channel.
+    :param open_url: returns the URL to open, credentials included (called at every connect,
+        so a changed password or address is picked up); it is never logged.
+    :param shown_url: the same URL without credentials, for logs and status.
+    :param spool: folder under which ``<device>/<channel>/<UTC date>/`` segments are written.
+    :param callbacks: where segments, gaps and states are reported.
+    :param segment_seconds: the grid.
+    :param socket_timeout: seconds of silence after which the source counts as stalled.
+    """
+
+    def __init__(
+        self,
+        key: ChannelKey,
+        open_url: Callable[[], str],
+        shown_url: str,
+        spool: Path,
+        callbacks: RecorderCallbacks,
+        *,
+        segment_seconds: float = 60.0,
+        socket_timeout: float = 5.0,
+        backoff: tuple[float, float] = (1.0, 30.0),
+        auth_backoff: tuple[float, float] = (60.0, 600.0),
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.key = key
+        self._open_url = open_url
+        self.shown_url = shown_url
+        self.spool = spool
+        self.callbacks = callbacks
+        self.segment = timedelta(seconds=segment_seconds)
+        self.socket_timeout = socket_timeout
+        self.backoff = backoff
+        self.auth_backoff = auth_backoff
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._grid_origin: datetime | None = None
+        self._current: _Segment | None = None
+        self._gap_open = False
+        self._last_written: datetime | None = None
+        self._signature: tuple[Any, ...] | None = None
+        self.state = RecorderState.STARTING
+        self.detail = ""
+        self.packets = 0
+        self.bytes_in = 0
+        self.segments = 0
+        self._log = get_logger(__name__, channel=str(key), url=shown_url)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"rec-{self.key}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the recorder to stop; it seals its open segment. Waits up to ``timeout``."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self) -> None:
+        """The recorder loop: connect, record, and on any outage open a gap and retry."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._record_connection()
+                failures = 0
+                if self._stop.is_set():
+                    break
+                raise _Outage(GapCause.STREAM_ENDED, "the stream ended")
+            except _Outage as outage:
+                self._outage(outage)
+                failures += 1
+                low, high = self.auth_backoff if outage.cause is GapCause.AUTH else self.backoff
+                self._set_state(RecorderState.RETRYING, outage.detail)
+                self._stop.wait(min(high, low * 2 ** min(failures - 1, 16)))
+            except Exception as exc:  # noqa: BLE001 - a recorder thread must never die silently
+                self._log.exception("recorder_failed", error=repr(exc))
+                self._outage(_Outage(GapCause.STREAM_ENDED, f"recorder error: {type(exc).__name__}"))
+                failures += 1
+                self._stop.wait(min(self.backoff[1], self.backoff[0] * 2 ** min(failures, 16)))
+        self._close_segment()
+        if self._gap_open:
+            self.callbacks.gap_closed(self.key, self.clock())
+            self._gap_open = False
+        self._set_state(RecorderState.STOPPED, "")
+
+    # -- one connection ------------------------------------------------------------------------
+    def _connect(self) -> av.container.InputContainer:
+        options = {"rtsp_transport": "tcp", "timeout": str(int(self.socket_timeout * 1_000_000))}
+        try:
+            return av.open(self._open_url(), options=options)
+        except av.error.HTTPUnauthorizedError:
+            raise _Outage(GapCause.AUTH, "credentials refused (401)") from None
+        except av.error.HTTPForbiddenError:
+            raise _Outage(GapCause.AUTH, "access forbidden (403)") from None
+        except av.error.ConnectionRefusedError:
+            raise _Outage(GapCause.UNREACHABLE, "connection refused") from None
+        except TimeoutError:
+            raise _Outage(GapCause.UNREACHABLE, "no answer (timeout)") from None
+        except av.error.FFmpegError as exc:
+            raise _Outage(GapCause.UNREACHABLE, _describe(exc)) from None
+        except OSError as exc:
+            raise _Outage(GapCause.UNREACHABLE, _describe(exc)) from None
+
+    def _record_connection(self) -> None:
+        container = self._connect()
+        try:
+            video = container.streams.video[0] if container.streams.video else None
+            audio = container.streams.audio[0] if container.streams.audio else None
+            if video is None and audio is None:
+                raise _Outage(GapCause.STREAM_ENDED, "the source has no audio or video")
+            signature = tuple(
+                (s.codec_context.name, getattr(s.codec_context, "width", 0), getattr(s.codec_context, "height", 0))
+                for s in (video, audio) if s is not None
+            )
+            if self._signature is not None and signature != self._signature:
+                self._close_segment()
+                self._note_codec_change(signature)
+            self._signature = signature
+            self._demux(container, video, audio)
+        finally:
+            with contextlib.suppress(Exception):
+                container.close()
+
+    def _note_codec_change(self, signature: tuple[Any, ...]) -> None:
+        if not self._gap_open:  # a change without an outage still closes the segment: a zero gap
+            now = self.clock()
+            self.callbacks.gap_opened(self.key, now, GapCause.CODEC_CHANGE, f"stream changed to {signature}")
+            self._gap_open = True
+
+    def _demux(self, container: av.container.InputContainer, video: Any, audio: Any) -> None:
+        anchor_wall: datetime | None = None
+        anchor_ts: Fraction | None = None
+        lead = video if video is not None else audio
+        streams = [s for s in (video, audio) if s is not None]
+        try:
+            for packet in container.demux(streams):
+                if self._stop.is_set():
+                    return
+                if packet.dts is None or packet.size == 0:
+                    continue
+                ts = packet.dts * packet.time_base
+                if anchor_ts is None:
+                    if packet.stream is not lead or (video is not None and not packet.is_keyframe):
+                        continue  # a segment starts with a keyframe: wait for one
+                    anchor_wall, anchor_ts = self.clock(), ts
+                assert anchor_wall is not None
+                at = anchor_wall + timedelta(seconds=float(ts - anchor_ts))
+                self._resume(at)
+                is_cut_point = packet.stream is lead and (video is None or packet.is_keyframe)
+                if self._current is None or (is_cut_point and self._due(at)):
+                    if not is_cut_point:
+                        continue
+                    self._close_segment(end=at)  # contiguous: one ends where the next begins
+                    self._open_segment(video, audio, packet, at)
+                assert self._current is not None
+                self._current.write(packet, at)
+                self._last_written = at
+                self.packets += 1
+                self.bytes_in += packet.size
+        except TimeoutError:
+            raise _Outage(GapCause.STALL, f"no data for {self.socket_timeout:g} s") from None
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError as exc:
+            raise _Outage(GapCause.STREAM_ENDED, _describe(exc)) from None
+        except OSError as exc:
+            raise _Outage(GapCause.STALL if "timed out" in str(exc).lower() else GapCause.STREAM_ENDED,
+                          _describe(exc)) from None
+
+    # -- segments and gaps ---------------------------------------------------------------------
+    def _due(self, at: datetime) -> bool:
+        assert self._current is not None and self._grid_origin is not None
+        elapsed = (self._current.start - self._grid_origin) // self.segment
+        boundary = self._grid_origin + (elapsed + 1) * self.segment
+        return at >= boundary
+
+    def _open_segment(self, video: Any, audio: Any, first: av.Packet[Any], at: datetime) -> None:
+        if self._grid_origin is None:
+            self._grid_origin = at
+        folder = self.spool / self.key.device_id / str(self.key.channel) / at.strftime("%Y-%m-%d")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{_stamp(at)}{PARTIAL_SUFFIX}"
+        assert first.dts is not None and first.time_base is not None
+        cut = first.dts * first.time_base
+        base = {stream.index: int(cut / stream.time_base) for stream in (video, audio) if stream is not None}
+        self._current = _Segment(path, video, audio, at, base)
+        self._set_state(RecorderState.RECORDING, "")
+
+    def _close_segment(self, end: datetime | None = None) -> None:
+        current, self._current = self._current, None
+        if current is None:
+            return
+        if end is not None:
+            current.end = end
+        try:
+            current.close()
+        except av.error.FFmpegError as exc:
+            self._log.warning("segment_close_failed", error=_describe(exc))
+        if not current.path.exists() or current.end <= current.start:
+            current.path.unlink(missing_ok=True)
+            return
+        sealed = seal(current.path, self.key, current.start, current.end,
+                      (current.video_codec, current.audio_codec, current.audio_source_codec))
+        self.segments += 1
+        self.callbacks.segment_sealed(sealed)
+
+    def _outage(self, outage: _Outage) -> None:
+        self._close_segment()
+        if not self._gap_open:
+            start = self._last_written or self.clock()
+            self.callbacks.gap_opened(self.key, start, outage.cause, outage.detail)
+            self._gap_open = True
+        self._log.warning("recorder_outage", cause=outage.cause.value, detail=outage.detail)
+
+    def _resume(self, at: datetime) -> None:
+        if self._gap_open:
+            self.callbacks.gap_closed(self.key, at)
+            self._gap_open = False
+
+    def _set_state(self, state: RecorderState, detail: str) -> None:
+        if (state, detail) != (self.state, self.detail):
+            self.state, self.detail = state, detail
+            self.callbacks.state_changed(self.key, state, detail)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error in one line without any URL (which could hold credentials)."""
+    text = getattr(exc, "strerror", None) or type(exc).__name__
+    return str(text).split("rtsp://")[0].strip() or type(exc).__name__
+
+
+def recover_partials(spool: Path, callbacks: RecorderCallbacks) -> list[SealedSegment]:
+    """Turn the segments a crash left half-written into sealed ones, or remove them.
+
+    A partial fragmented MP4 is readable up to its last complete fragment: those packets are
+    remuxed into a sealed segment (times from its name and the packets' durations). A partial
+    with nothing readable is removed.
+    """
+    recovered = []
+    for partial in sorted(spool.rglob(f"*{PARTIAL_SUFFIX}")):
+        key = ChannelKey(partial.parent.parent.parent.name, int(partial.parent.parent.name))
+        start = datetime.strptime(partial.name.removesuffix(PARTIAL_SUFFIX), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+        target = partial.with_name(partial.name.replace(PARTIAL_SUFFIX, ".recovering.mp4"))
+        try:
+            duration, codecs = _salvage(partial, target)
+        except av.error.FFmpegError:
+            duration, codecs = 0.0, (None, None, None)
+        partial.unlink(missing_ok=True)
+        if duration <= 0:
+            target.unlink(missing_ok=True)
+            continue
+        segment = seal(target, key, start, start + timedelta(seconds=duration), codecs, recovered=True)
+        callbacks.segment_sealed(segment)
+        recovered.append(segment)
+    return recovered
+
+
+def _salvage(partial: Path, target: Path) -> tuple[float, tuple[str | None, str | None, str | None]]:
+    """Remux the readable packets of ``partial`` into ``target``; return seconds and codecs."""
+    source = av.open(str(partial))
+    try:
+        streams = [s for s in source.streams if s.type in ("video", "audio")]
+        if not streams:
+            return 0.0, (None, None, None)
+        output = av.open(str(target), "w", format="mp4", options=_FMP4_OPTIONS)
+        mapping = {s.index: output.add_stream_from_template(s) for s in streams}
+        first: dict[int, int] = {}
+        last = 0.0
+        try:
+            for packet in source.demux(streams):
+                if packet.dts is None:
+                    continue
+                start = first.setdefault(packet.stream_index, packet.dts)
+                end = (packet.dts - start + (packet.duration or 0)) * packet.time_base
+                last = max(last, float(end))
+                packet.stream = mapping[packet.stream_index]
+                output.mux(packet)
+        except av.error.FFmpegError:
+            pass  # the torn last fragment: everything before it is kept
+        output.close()
+        video = next((s.codec_context.name for s in streams if s.type == "video"), None)
+        audio = next((s.codec_context.name for s in streams if s.type == "audio"), None)
+        return last, (video, audio, audio)
+    finally:
+        source.close()
+
