@@ -166,7 +166,9 @@ class _Segment:
             else:
                 self.streams[audio.index] = self.output.add_stream_from_template(audio)
         self.video_codec = video.codec_context.name if video is not None else None
-        self.audio_codec = ("aac" if self.audio_encoder is not None else self.audio_source_codec) if audio else None
+        self.audio_codec = (
+            ("aac" if self.audio_encoder is not None else self.audio_source_codec) if audio else None
+        )
 
     def write(self, packet: av.Packet[Any], at: datetime) -> None:
         """Write a packet that happened at wall time ``at`` (its end extends the segment)."""
@@ -222,8 +224,15 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def seal(path: Path, key: ChannelKey, start: datetime, end: datetime, codecs: tuple[str | None, str | None, str | None],
-         *, recovered: bool = False) -> SealedSegment:
+def seal(
+    path: Path,
+    key: ChannelKey,
+    start: datetime,
+    end: datetime,
+    codecs: tuple[str | None, str | None, str | None],
+    *,
+    recovered: bool = False,
+) -> SealedSegment:
     """fsync, rename to the final name ``<start>_<end>.mp4`` beside it, hash, describe."""
     with path.open("rb+") as handle:
         os.fsync(handle.fileno())
@@ -236,8 +245,16 @@ def seal(path: Path, key: ChannelKey, start: datetime, end: datetime, codecs: tu
         os.close(directory)
     video, audio, source = codecs
     return SealedSegment(
-        key=key, path=final, start=start, end=end, bytes=final.stat().st_size, sha256=_sha256(final),
-        video_codec=video, audio_codec=audio, audio_source_codec=source, recovered=recovered,
+        key=key,
+        path=final,
+        start=start,
+        end=end,
+        bytes=final.stat().st_size,
+        sha256=_sha256(final),
+        video_codec=video,
+        audio_codec=audio,
+        audio_source_codec=source,
+        recovered=recovered,
     )
 
 
@@ -360,8 +377,13 @@ class ChannelRecorder:
             if video is None and audio is None:
                 raise _Outage(GapCause.STREAM_ENDED, "the source has no audio or video")
             signature = tuple(
-                (s.codec_context.name, getattr(s.codec_context, "width", 0), getattr(s.codec_context, "height", 0))
-                for s in (video, audio) if s is not None
+                (
+                    s.codec_context.name,
+                    getattr(s.codec_context, "width", 0),
+                    getattr(s.codec_context, "height", 0),
+                )
+                for s in (video, audio)
+                if s is not None
             )
             if self._signature is not None and signature != self._signature:
                 self._close_segment()
@@ -415,8 +437,9 @@ class ChannelRecorder:
         except av.error.FFmpegError as exc:
             raise _Outage(GapCause.STREAM_ENDED, _describe(exc)) from None
         except OSError as exc:
-            raise _Outage(GapCause.STALL if "timed out" in str(exc).lower() else GapCause.STREAM_ENDED,
-                          _describe(exc)) from None
+            raise _Outage(
+                GapCause.STALL if "timed out" in str(exc).lower() else GapCause.STREAM_ENDED, _describe(exc)
+            ) from None
 
     # -- segments and gaps ---------------------------------------------------------------------
     def _due(self, at: datetime) -> bool:
@@ -450,8 +473,13 @@ class ChannelRecorder:
         if not current.path.exists() or current.end <= current.start:
             current.path.unlink(missing_ok=True)
             return
-        sealed = seal(current.path, self.key, current.start, current.end,
-                      (current.video_codec, current.audio_codec, current.audio_source_codec))
+        sealed = seal(
+            current.path,
+            self.key,
+            current.start,
+            current.end,
+            (current.video_codec, current.audio_codec, current.audio_source_codec),
+        )
         self.segments += 1
         self.callbacks.segment_sealed(sealed)
 
@@ -490,7 +518,9 @@ def recover_partials(spool: Path, callbacks: RecorderCallbacks) -> list[SealedSe
     recovered = []
     for partial in sorted(spool.rglob(f"*{PARTIAL_SUFFIX}")):
         key = ChannelKey(partial.parent.parent.parent.name, int(partial.parent.parent.name))
-        start = datetime.strptime(partial.name.removesuffix(PARTIAL_SUFFIX), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+        start = datetime.strptime(partial.name.removesuffix(PARTIAL_SUFFIX), "%Y%m%dT%H%M%S.%fZ").replace(
+            tzinfo=UTC
+        )
         target = partial.with_name(partial.name.replace(PARTIAL_SUFFIX, ".recovering.mp4"))
         try:
             duration, codecs = _salvage(partial, target)
@@ -534,4 +564,3 @@ def _salvage(partial: Path, target: Path) -> tuple[float, tuple[str | None, str 
         return last, (video, audio, audio)
     finally:
         source.close()
-
