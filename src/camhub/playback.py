@@ -9,6 +9,7 @@ actual range is returned so a manifest can state both.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -57,9 +58,7 @@ def export_range(segments: Sequence[SegmentFile], start: datetime, end: datetime
     chosen = sorted((s for s in segments if s.end > start and s.start < end), key=lambda s: s.start)
     if not chosen:
         raise CamhubError(f"no footage between {start.isoformat()} and {end.isoformat()}")
-    gaps = tuple(
-        (a.end, b.start) for a, b in zip(chosen, chosen[1:], strict=False) if b.start - a.end > timedelta(0)
-    )
+    gaps = tuple((a.end, b.start) for a, b in itertools.pairwise(chosen) if b.start - a.end > timedelta(0))
     output.parent.mkdir(parents=True, exist_ok=True)
     writer = _ClipWriter(output)
     actual_start: datetime | None = None

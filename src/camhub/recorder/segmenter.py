@@ -119,7 +119,7 @@ class RecorderCallbacks(Protocol):
     def state_changed(self, key: ChannelKey, state: RecorderState, detail: str) -> None: ...
 
 
-class _Outage(Exception):  # noqa: N818 - carries the cause of a disconnect, not a bug
+class _Outage(Exception):  # carries the cause of a disconnect, not a bug
     def __init__(self, cause: GapCause, detail: str) -> None:
         super().__init__(detail)
         self.cause = cause
