@@ -29,7 +29,7 @@ TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20"]
 
 def _install_all(session: nox.Session, *extra: str) -> None:
     editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", str(dist))]
-    session.install("-e", ".", *editable, *extra)
+    session.install("-e", ".[testing]", *editable, *extra)
 
 
 @nox.session

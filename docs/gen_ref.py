@@ -479,7 +479,16 @@ def config_page(host: PluginHost | None = None) -> str:
 
 #: Modules documented in their own section; names of ``camhub.__all__`` defined there are
 #: documented there (once), the others under ``camhub``. Errors have their own page.
-API_MODULES = ("camhub.model", "camhub.province", "camhub.plugins", "camhub.adapter", "camhub.net")
+API_MODULES = (
+    "camhub.model",
+    "camhub.province",
+    "camhub.plugins",
+    "camhub.adapter",
+    "camhub.net",
+    "camhub.devices",
+    "camhub.testing.kit",
+    "camhub.testing.simulator",
+)
 ERRORS_MODULE = "camhub.errors"
 
 
@@ -508,6 +517,8 @@ def api_page() -> str:
         "Everything below `camhub` is imported from `camhub` itself (`from camhub import PluginHost`);",
         "the modules named in the sections are where each name is defined and documented.",
         "Names not listed in `camhub.__all__` or in a module's `__all__` are private.",
+        "`camhub.devices` and the `camhub.testing` modules (the conformance kit and the device",
+        "simulator base) are imported from those modules themselves.",
         "",
         "| Name | Documented in |",
         "| --- | --- |",

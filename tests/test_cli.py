@@ -40,7 +40,7 @@ def test_ten_mistakes_give_ten_located_lines_and_exit_2() -> None:
         "tests/data/ten-mistakes.yaml:25: $.units[5].devices[0].port: expected an integer, got 'http'",
         "tests/data/ten-mistakes.yaml:26: $.units[5].devices[1].hots: unknown key 'hots'; did you mean 'host'?",
         "tests/data/ten-mistakes.yaml:27: $.units[5].devices[2].vendor: unknown vendor 'axis'; "
-        "installed: dahua, hikvision, onvif, toy",
+        "installed: dahua, hikvision, onvif, rtsp, toy",
         "tests/data/ten-mistakes.yaml:29: $.devices[0].unit: unknown unit 'xa-z'",
         "tests/data/ten-mistakes.yaml:30: $.devices[1].id: duplicate device id 'cam-4' "
         "(first at tests/data/ten-mistakes.yaml:29)",
@@ -120,7 +120,7 @@ def test_config_schema_is_json_with_every_vendor() -> None:
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     vendors = {name.split(".", 1)[1] for name in schema["$defs"] if name.startswith("DeviceConfig.")}
-    assert vendors == {"dahua", "hikvision", "onvif", "toy"}
+    assert vendors == {"dahua", "hikvision", "onvif", "rtsp", "toy"}
 
 
 def test_directory_as_config_is_a_usage_error(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ units:
             "vendor: hikvision",
             "vendor: axis",
             "p.yaml:23: $.units[2].devices[0].vendor: unknown vendor 'axis'; "
-            "installed: dahua, hikvision, onvif, toy",
+            "installed: dahua, hikvision, onvif, rtsp, toy",
             id="unknown-vendor",
         ),
         pytest.param(

@@ -55,7 +55,7 @@ def info(host: PluginHost, name: str) -> tuple[str, str]:
 
 
 def test_installed_adapters_form_the_vendor_union(host: PluginHost) -> None:
-    assert set(host.adapters) >= {"hikvision", "dahua", "onvif", "toy"}
+    assert set(host.adapters) >= {"hikvision", "dahua", "onvif", "toy", "rtsp"}
     assert set(host.storage_backends) == {"filesystem"}
 
 
@@ -176,7 +176,8 @@ def test_hook_camhub_register_adapters() -> None:
     plugin = type("Acme", (), {"camhub_register_adapters": staticmethod(camhub_register_adapters)})()
     assert host.add_plugin(plugin, "acme", group="camhub.adapters")
     assert host.adapters["acme"].adapter_type is DeviceAdapter
-    assert host.device_config_types() == {"acme": DeviceConfig}
+    assert host.device_config_types()["acme"] is DeviceConfig
+    assert set(host.device_config_types()) == {"acme", "rtsp"}  # rtsp: the built-in plugin's
 
 
 def test_hook_camhub_register_storage_backends() -> None:

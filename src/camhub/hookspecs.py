@@ -26,6 +26,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from camhub.adapter import DiscoveredDevice
+    from camhub.hub import Hub
     from camhub.plugins import AdapterSpec, StorageBackendSpec
     from camhub.province import ProvinceConfig
 
@@ -99,3 +100,42 @@ def camhub_discover_devices(interface: str, timeout: float) -> list[DiscoveredDe
     .. versionadded:: 0.1.0
     """
     return []
+
+
+@hookspec
+def camhub_hub_started(hub: Hub) -> None:
+    """Observe a hub that has started recording.
+
+    Called by :meth:`camhub.hub.Hub.run` once its spool is recovered and before its recorders
+    start. Any plugin may implement it (e.g. a notifier announcing the hub is up); raising is
+    logged and does not stop the hub.
+
+    :param hub: the hub; ``hub.province`` and ``hub.settings`` say what it records.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec
+def camhub_hub_stopping(hub: Hub) -> None:
+    """Observe a hub that is stopping (SIGINT, SIGTERM or its caller's stop).
+
+    Called by :meth:`camhub.hub.Hub.run` before it seals the open segments. Raising is logged.
+
+    :param hub: the hub.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@hookspec
+def camhub_segment_sealed(segment: object) -> None:
+    """Observe a segment that was sealed and entered in the catalog.
+
+    Called from the recorder's thread right after the catalog row is written, so keep it short
+    (queue work elsewhere). Any plugin may implement it; raising is logged.
+
+    :param segment: the catalog's record of the segment (a ``camhub.catalog.SegmentRecord``).
+
+    .. versionadded:: 0.1.0
+    """

@@ -132,12 +132,18 @@ class DeviceHTTP:
         content: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         connect_timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[httpx.Response]:
-        """Open a long-lived response (event streams, downloads); the caller bounds its reads."""
+        """Open a long-lived response (event streams, downloads); the caller bounds its reads.
+
+        :param connect_timeout: seconds until the answer's headers (default: the timeout).
+        :param read_timeout: seconds one read of the body may wait (default: the timeout);
+            an event stream with heartbeats every N seconds wants more than N.
+        """
         deadline = self.timeout if connect_timeout is None else connect_timeout
         try:
             async with asyncio.timeout(deadline):
-                opened = self._send(method, path, params, content, headers)
+                opened = self._send(method, path, params, content, headers, read_timeout)
                 response = await opened.__aenter__()
         except TimeoutError:
             raise DeviceTimeout(
@@ -158,14 +164,16 @@ class DeviceHTTP:
         params: Mapping[str, Any] | None,
         content: bytes | str | None,
         headers: Mapping[str, str] | None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[httpx.Response]:
+        timeout = httpx.Timeout(self.timeout, read=self.timeout if read_timeout is None else read_timeout)
         request = self.client.build_request(
             method,
             self.url(path),
             params=params,
             content=content,
             headers=headers,
-            timeout=httpx.Timeout(self.timeout),
+            timeout=timeout,
         )
         try:
             response = await self.client.send(
@@ -281,6 +289,7 @@ class MultipartPart:
     body: bytes
 
 
+_TRAILER_PATIENCE = 0.2
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 
 
@@ -310,21 +319,28 @@ async def iter_multipart(
     source = aiter(chunks)
     ended = False
 
-    async def more() -> bool:
-        nonlocal ended
+    pending: asyncio.Task[bytes] | None = None
+
+    async def more(patience: float | None = None) -> bool:
+        """Read one more chunk; False at the end, or when ``patience`` runs out first."""
+        nonlocal ended, pending
         if ended:
             return False
+        if pending is None:
+            pending = asyncio.ensure_future(anext(source))
+        wait = idle_timeout if patience is None else patience
+        done, _ = await asyncio.wait({pending}, timeout=wait)
+        if not done:
+            if patience is not None:
+                return False  # the read goes on; the caller decides without it
+            pending.cancel()
+            raise DeviceTimeout(device_id, f"event stream silent for {idle_timeout:g} s")
+        task, pending = pending, None
         try:
-            if idle_timeout is None:
-                chunk = await anext(source)
-            else:
-                async with asyncio.timeout(idle_timeout):
-                    chunk = await anext(source)
+            chunk = task.result()
         except StopAsyncIteration:
             ended = True
             return False
-        except TimeoutError:
-            raise DeviceTimeout(device_id, f"event stream silent for {idle_timeout:g} s") from None
         buffer.extend(chunk)
         if len(buffer) > max_part + 64 * 1024:
             raise DeviceProtocolError(device_id, f"multipart part exceeds {max_part} bytes")
@@ -357,22 +373,39 @@ async def iter_multipart(
         headers = _parse_headers(bytes(buffer[:header_block]))
         del buffer[:body_start]
         length = headers.get("content-length", "")
-        if length.isdigit():
-            size = int(length)
-            if size > max_part:
-                raise DeviceProtocolError(device_id, f"multipart part of {size} bytes exceeds {max_part}")
-            while len(buffer) < size:
-                if not await more():
-                    raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
+        size = int(length) if length.isdigit() else -1
+        if size > max_part:
+            raise DeviceProtocolError(device_id, f"multipart part of {size} bytes exceeds {max_part}")
+        while size >= 0 and len(buffer) < size + len(marker) + 4:
+            # Wait briefly for what follows the declared length, to check it; a live stream
+            # may say nothing more for a while, and an event must not wait for the next one.
+            if not await more(_TRAILER_PATIENCE if len(buffer) >= size else None):
+                break
+        if size >= 0 and len(buffer) < size:
+            raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
+        if size >= 0 and _boundary_follows(buffer, size, marker):
             body = bytes(buffer[:size])
             del buffer[:size]
         else:
+            # No length, or a wrong one (seen on real devices): the boundary decides.
             while (end := buffer.find(marker)) < 0:
                 if not await more():
+                    if 0 <= size <= len(buffer):
+                        # At least the declared bytes arrived before the stream ended: the part
+                        # is whole, only its length was wrong. Without a length it may be torn.
+                        yield MultipartPart(headers, bytes(buffer).rstrip(b"\r\n"))
+                        return
                     raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
             body = bytes(buffer[:end]).rstrip(b"\r\n")
             del buffer[:end]
         yield MultipartPart(headers, body)
+
+
+def _boundary_follows(buffer: bytearray, size: int, marker: bytes) -> bool:
+    """True when only line ends (or the end of what has arrived) lie between a declared body
+    length and the next boundary, i.e. the ``Content-Length`` can be trusted."""
+    rest = bytes(buffer[size : size + len(marker) + 4]).lstrip(b"\r\n")
+    return marker.startswith(rest) if len(rest) < len(marker) else rest.startswith(marker)
 
 
 def _header_end(buffer: bytearray) -> tuple[int, int] | None:

@@ -302,6 +302,18 @@ class PluginHost:
         """Tell observers a configuration was loaded (an observer's exception is logged)."""
         self._observe("camhub_config_loaded", config=config)
 
+    def notify_hub_started(self, hub: object) -> None:
+        """Tell observers a hub started (an observer's exception is logged)."""
+        self._observe("camhub_hub_started", hub=hub)
+
+    def notify_hub_stopping(self, hub: object) -> None:
+        """Tell observers a hub is stopping (an observer's exception is logged)."""
+        self._observe("camhub_hub_stopping", hub=hub)
+
+    def notify_segment_sealed(self, segment: object) -> None:
+        """Tell observers a segment was sealed and catalogued (an observer's exception is logged)."""
+        self._observe("camhub_segment_sealed", segment=segment)
+
     def discover(self, interface: str, timeout: float) -> list[DiscoveredDevice]:
         """Devices found by every discovery plugin (a plugin that fails is logged, not fatal)."""
         found: list[DiscoveredDevice] = []

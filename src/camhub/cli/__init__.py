@@ -18,6 +18,7 @@ from rich.tree import Tree
 
 from camhub._version import __version__
 from camhub.cli import device as device_commands
+from camhub.cli import hubcmd as hub_commands
 from camhub.config import json_schema, load_config
 from camhub.errors import CamhubError, ConfigError
 from camhub.log import configure_logging
@@ -231,6 +232,8 @@ def schema(state: _State) -> None:
 
 
 cli.add_command(device_commands.device)
+cli.add_command(hub_commands.run)
+cli.add_command(hub_commands.status)
 cli.add_command(device_commands.discover)
 
 

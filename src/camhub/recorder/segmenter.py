@@ -36,6 +36,8 @@ import attrs
 import av
 import av.error
 
+from camhub.catalog._records import GapCause
+from camhub.errors import DeviceAuthError, DeviceError
 from camhub.log import get_logger
 
 __all__ = [
@@ -53,17 +55,6 @@ _FMP4_OPTIONS = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "flu
 _G711 = {"pcm_mulaw", "pcm_alaw"}
 _AAC_RATE = 8000
 _CHUNK = 1 << 20
-
-
-class GapCause(enum.Enum):
-    """Why footage is missing."""
-
-    UNREACHABLE = "unreachable"
-    AUTH = "auth"
-    STALL = "stall"
-    STREAM_ENDED = "stream_ended"
-    CODEC_CHANGE = "codec_change"
-    STOPPED = "stopped"
 
 
 class RecorderState(enum.Enum):
@@ -258,6 +249,53 @@ def seal(
     )
 
 
+class _Connection:
+    """Per-connection timing: the wall-clock anchor, and timestamps for packets that lack them.
+
+    RTSP depacketizers hand some packets over without timestamps (a keyframe carrying its
+    parameter sets, at the start of a stream): such a packet is held until the next packet of
+    its stream and stamped one frame before it.
+    """
+
+    def __init__(self, video: Any, audio: Any) -> None:
+        self.video = video
+        self.audio = audio
+        self.lead = video if video is not None else audio
+        self.anchor_wall: datetime | None = None
+        self.anchor_ts: Fraction | None = None
+        self.last_dts: dict[int, int] = {}
+        self.held: dict[int, av.Packet[Any]] = {}
+        self.steps = {s.index: _frame_step(s) for s in (video, audio) if s is not None}
+
+    def stamped(self, packet: av.Packet[Any]) -> list[av.Packet[Any]]:
+        """The packets ready to place, in order, with timestamps (none while one is held)."""
+        index = packet.stream_index
+        if packet.dts is None and packet.pts is not None:
+            packet.dts = packet.pts
+        if packet.dts is None:
+            last = self.last_dts.get(index)
+            if last is None:
+                self.held[index] = packet
+                return []
+            packet.dts = packet.pts = last + self.steps[index]
+        ready = []
+        held = self.held.pop(index, None)
+        if held is not None:
+            held.dts = held.pts = packet.dts - self.steps[index]
+            ready.append(held)
+        self.last_dts[index] = packet.dts
+        ready.append(packet)
+        return ready
+
+
+def _frame_step(stream: Any) -> int:
+    """One frame's duration in the stream's time base (a 25 fps guess when the rate is unknown)."""
+    rate = getattr(stream, "average_rate", None) or getattr(stream, "guessed_rate", None) or Fraction(25)
+    if stream.type == "audio":
+        rate = Fraction(stream.codec_context.sample_rate or 8000, stream.codec_context.frame_size or 1024)
+    return max(1, int(round(1 / (Fraction(rate) * stream.time_base))))
+
+
 class ChannelRecorder:
     """Records one channel in a thread until :meth:`stop`.
 
@@ -269,6 +307,7 @@ class ChannelRecorder:
     :param callbacks: where segments, gaps and states are reported.
     :param segment_seconds: the grid.
     :param socket_timeout: seconds of silence after which the source counts as stalled.
+    :param forget_url: called when connecting fails, so ``open_url`` asks the device afresh.
     """
 
     def __init__(
@@ -284,6 +323,7 @@ class ChannelRecorder:
         backoff: tuple[float, float] = (1.0, 30.0),
         auth_backoff: tuple[float, float] = (60.0, 600.0),
         clock: Callable[[], datetime] = _utc_now,
+        forget_url: Callable[[], None] | None = None,
     ) -> None:
         self.key = key
         self._open_url = open_url
@@ -295,6 +335,7 @@ class ChannelRecorder:
         self.backoff = backoff
         self.auth_backoff = auth_backoff
         self.clock = clock
+        self._forget_url = forget_url
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._grid_origin: datetime | None = None
@@ -313,6 +354,10 @@ class ChannelRecorder:
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"rec-{self.key}", daemon=True)
         self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the recorder to stop without waiting for it."""
+        self._stop.set()
 
     def stop(self, timeout: float | None = None) -> None:
         """Ask the recorder to stop; it seals its open segment. Waits up to ``timeout``."""
@@ -341,7 +386,8 @@ class ChannelRecorder:
                 self._set_state(RecorderState.RETRYING, outage.detail)
                 self._stop.wait(min(high, low * 2 ** min(failures - 1, 16)))
             except Exception as exc:  # noqa: BLE001 - a recorder thread must never die silently
-                self._log.exception("recorder_failed", error=repr(exc))
+                # No traceback: PyAV's messages carry the URL, and the URL carries the password.
+                self._log.error("recorder_failed", error=_describe(exc), type=type(exc).__name__)
                 self._outage(_Outage(GapCause.STREAM_ENDED, f"recorder error: {type(exc).__name__}"))
                 failures += 1
                 self._stop.wait(min(self.backoff[1], self.backoff[0] * 2 ** min(failures, 16)))
@@ -353,9 +399,28 @@ class ChannelRecorder:
 
     # -- one connection ------------------------------------------------------------------------
     def _connect(self) -> av.container.InputContainer:
-        options = {"rtsp_transport": "tcp", "timeout": str(int(self.socket_timeout * 1_000_000))}
         try:
-            return av.open(self._open_url(), options=options)
+            url = self._open_url()
+        except DeviceAuthError as exc:
+            raise _Outage(GapCause.AUTH, exc.detail) from None
+        except DeviceError as exc:
+            raise _Outage(GapCause.UNREACHABLE, exc.detail) from None
+        except TimeoutError:
+            raise _Outage(
+                GapCause.UNREACHABLE, "the device did not give its stream address in time"
+            ) from None
+        # FFmpeg's RTSP demuxer notices a silent socket after about twice its ``timeout``.
+        options = {"rtsp_transport": "tcp", "timeout": str(int(self.socket_timeout * 500_000))}
+        try:
+            return self._open(url, options)
+        except _Outage:
+            if self._forget_url is not None:
+                self._forget_url()  # ask the device again next time: its address or password may have changed
+            raise
+
+    def _open(self, url: str, options: dict[str, str]) -> av.container.InputContainer:
+        try:
+            return av.open(url, options=options)
         except av.error.HTTPUnauthorizedError:
             raise _Outage(GapCause.AUTH, "credentials refused (401)") from None
         except av.error.HTTPForbiddenError:
@@ -401,35 +466,16 @@ class ChannelRecorder:
             self._gap_open = True
 
     def _demux(self, container: av.container.InputContainer, video: Any, audio: Any) -> None:
-        anchor_wall: datetime | None = None
-        anchor_ts: Fraction | None = None
-        lead = video if video is not None else audio
+        connection = _Connection(video, audio)
         streams = [s for s in (video, audio) if s is not None]
         try:
             for packet in container.demux(streams):
                 if self._stop.is_set():
                     return
-                if packet.dts is None or packet.size == 0:
+                if packet.size == 0:
                     continue
-                ts = packet.dts * packet.time_base
-                if anchor_ts is None:
-                    if packet.stream is not lead or (video is not None and not packet.is_keyframe):
-                        continue  # a segment starts with a keyframe: wait for one
-                    anchor_wall, anchor_ts = self.clock(), ts
-                assert anchor_wall is not None
-                at = anchor_wall + timedelta(seconds=float(ts - anchor_ts))
-                self._resume(at)
-                is_cut_point = packet.stream is lead and (video is None or packet.is_keyframe)
-                if self._current is None or (is_cut_point and self._due(at)):
-                    if not is_cut_point:
-                        continue
-                    self._close_segment(end=at)  # contiguous: one ends where the next begins
-                    self._open_segment(video, audio, packet, at)
-                assert self._current is not None
-                self._current.write(packet, at)
-                self._last_written = at
-                self.packets += 1
-                self.bytes_in += packet.size
+                for ready in connection.stamped(packet):
+                    self._handle(connection, ready)
         except TimeoutError:
             raise _Outage(GapCause.STALL, f"no data for {self.socket_timeout:g} s") from None
         except av.error.EOFError:
@@ -440,6 +486,30 @@ class ChannelRecorder:
             raise _Outage(
                 GapCause.STALL if "timed out" in str(exc).lower() else GapCause.STREAM_ENDED, _describe(exc)
             ) from None
+
+    def _handle(self, connection: _Connection, packet: av.Packet[Any]) -> None:
+        """Place one timestamped packet: wait for the first keyframe, cut on the grid, write."""
+        assert packet.dts is not None and packet.time_base is not None
+        ts = packet.dts * packet.time_base
+        video, lead = connection.video, connection.lead
+        if connection.anchor_ts is None:
+            if packet.stream is not lead or (video is not None and not packet.is_keyframe):
+                return  # a segment starts with a keyframe: wait for one
+            connection.anchor_wall, connection.anchor_ts = self.clock(), ts
+        assert connection.anchor_wall is not None
+        at = connection.anchor_wall + timedelta(seconds=float(ts - connection.anchor_ts))
+        self._resume(at)
+        is_cut_point = packet.stream is lead and (video is None or packet.is_keyframe)
+        if self._current is None or (is_cut_point and self._due(at)):
+            if not is_cut_point:
+                return
+            self._close_segment(end=at)  # contiguous: one ends where the next begins
+            self._open_segment(video, connection.audio, packet, at)
+        assert self._current is not None
+        self._current.write(packet, at)
+        self._last_written = at
+        self.packets += 1
+        self.bytes_in += packet.size
 
     # -- segments and gaps ---------------------------------------------------------------------
     def _due(self, at: datetime) -> bool:

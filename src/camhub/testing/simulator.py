@@ -15,6 +15,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Self
 
 import attrs
 from aiohttp import web
@@ -123,7 +124,7 @@ class SimulatedDevice:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> SimulatedDevice:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -50,3 +50,22 @@ def test_unknown_vendor_key_is_rejected(host: PluginHost) -> None:
     assert [str(i) for i in caught.value.issues] == [
         "p.yaml:12: $.units[0].devices[0].bogus_key: unknown key 'bogus_key'"
     ]
+
+
+def test_dahua_settings_are_read_and_checked(host: PluginHost) -> None:
+    device = load_config_text(CONFIG % ", timeout: 2.5, event_heartbeat: 2", host=host).device("d1")
+    assert isinstance(device, DahuaConfig)
+    assert (device.timeout, device.event_heartbeat) == (2.5, 2)
+    assert (
+        DahuaConfig.__attrs_attrs__.timeout.default,
+        DahuaConfig.__attrs_attrs__.event_heartbeat.default,
+    ) == (
+        10.0,
+        5,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(CONFIG % ", timeout: 0, event_heartbeat: 61", name="p.yaml", host=host)
+    assert [str(i) for i in caught.value.issues] == [
+        "p.yaml:12: $.units[0].devices[0].event_heartbeat: must be at most 60, got 61",
+        "p.yaml:12: $.units[0].devices[0].timeout: must be at least 0.1, got 0.0",
+    ]

@@ -1,0 +1,68 @@
+"""The recording catalog: devices and channels as recorded, segments, gaps and device states.
+
+Every component records here (DESIGN §2). SQLite in the hub's data folder is the embedded
+default; PostgreSQL serves a province and several hubs::
+
+    from datetime import UTC, datetime
+    from camhub.catalog import Catalog
+
+    with Catalog.open("camhub-data/catalog.db") as catalog:        # or "postgresql+psycopg://…"
+        day = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+        for segment in catalog.segments("bien-hoa.cam-01", 1, *day):
+            print(segment.start, segment.end, segment.sync_state.value, segment.storage_key)
+
+The schema is created and upgraded by Alembic migrations shipped in this package
+(``camhub/catalog/migrations``) when the catalog is opened. Times are stored as integer
+microseconds since the epoch, UTC (why: :mod:`camhub.catalog._types`); the indexes and the query
+each serves are listed in :mod:`camhub.catalog._schema`.
+"""
+
+from __future__ import annotations
+
+from camhub.catalog._catalog import Catalog, ChannelLike
+from camhub.catalog._errors import (
+    CatalogError,
+    CatalogUnavailable,
+    InvalidChange,
+    NotInCatalog,
+    SegmentOverlap,
+)
+from camhub.catalog._migrate import alembic_config, head_revision
+from camhub.catalog._records import (
+    Backlog,
+    ChannelRecord,
+    Coverage,
+    DeviceRecord,
+    GapCause,
+    GapRecord,
+    SegmentRecord,
+    SegmentSource,
+    Span,
+    StateRecord,
+    SyncState,
+)
+from camhub.catalog._schema import MAX_SEGMENT_DURATION
+
+__all__ = [
+    "MAX_SEGMENT_DURATION",
+    "Backlog",
+    "Catalog",
+    "CatalogError",
+    "CatalogUnavailable",
+    "ChannelLike",
+    "ChannelRecord",
+    "Coverage",
+    "DeviceRecord",
+    "GapCause",
+    "GapRecord",
+    "InvalidChange",
+    "NotInCatalog",
+    "SegmentOverlap",
+    "SegmentRecord",
+    "SegmentSource",
+    "Span",
+    "StateRecord",
+    "SyncState",
+    "alembic_config",
+    "head_revision",
+]

@@ -1,0 +1,827 @@
+"""The :class:`Catalog`: what was recorded, what is missing and why, and what reached the central store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+import attrs
+from alembic.util import CommandError
+from sqlalchemy import URL, BigInteger, Engine, Select, func, or_, select, text, type_coerce
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from camhub.catalog import _migrate
+from camhub.catalog._engine import WRITE_OPTIONS, is_sqlite, make_engine, masked, resolve_url
+from camhub.catalog._errors import CatalogUnavailable, InvalidChange, NotInCatalog, SegmentOverlap
+from camhub.catalog._records import (
+    Backlog,
+    ChannelRecord,
+    Coverage,
+    DeviceRecord,
+    GapCause,
+    GapRecord,
+    SegmentRecord,
+    SegmentSource,
+    Span,
+    StateRecord,
+    SyncState,
+)
+from camhub.catalog._schema import (
+    MAX_SEGMENT_DURATION,
+    ChannelRow,
+    DeviceRow,
+    DeviceStateRow,
+    GapRow,
+    SegmentRow,
+)
+from camhub.catalog._types import from_micros, to_micros, utc
+from camhub.log import get_logger
+from camhub.model import ChannelKind, DeviceKind
+
+__all__ = ["Catalog", "ChannelLike"]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_R = TypeVar("_R")
+
+#: Allowed sync transitions (see :class:`SyncState`). ``synced → pending`` re-queues a segment whose
+#: central copy must be sent again.
+_SYNC_TRANSITIONS: dict[SyncState, frozenset[SyncState]] = {
+    SyncState.PENDING: frozenset({SyncState.UPLOADING, SyncState.SYNCED, SyncState.FAILED}),
+    SyncState.UPLOADING: frozenset({SyncState.SYNCED, SyncState.FAILED, SyncState.PENDING}),
+    SyncState.FAILED: frozenset({SyncState.UPLOADING, SyncState.SYNCED, SyncState.PENDING}),
+    SyncState.SYNCED: frozenset({SyncState.PENDING}),
+}
+
+# Spelled as literal SQL, not a bound parameter, so that SQLite's planner can match the partial
+# index ix_segments_unsynced (it never matches a parameter against an index's WHERE clause).
+_NOT_SYNCED = text("segments.sync_state <> 'synced'")
+
+# An advisory lock key for migrations on PostgreSQL ("camhub" in ASCII).
+_MIGRATION_LOCK = 0x63616D687562
+
+
+class ChannelLike(Protocol):
+    """What :meth:`Catalog.upsert_channels` reads from a channel: :class:`camhub.Channel` (the
+    configuration) and :class:`camhub.adapter.ChannelInfo` (what a device reports) both fit."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> ChannelKind: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def audio(self) -> bool: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(field.name for field in attrs.fields(cls))
+
+
+# The value objects' field names are the ORM attribute names: a row of these columns, or an ORM
+# object, turns into a record field by field.
+_SEGMENT_FIELDS = _names(SegmentRecord)
+_GAP_FIELDS = _names(GapRecord)
+_STATE_FIELDS = _names(StateRecord)
+_DEVICE_FIELDS = _names(DeviceRecord)
+_SEGMENT_COLUMNS = tuple(getattr(SegmentRow, name) for name in _SEGMENT_FIELDS)
+_GAP_COLUMNS = tuple(getattr(GapRow, name) for name in _GAP_FIELDS)
+_STATE_COLUMNS = tuple(getattr(DeviceStateRow, name) for name in _STATE_FIELDS)
+
+
+def _record(cls: Callable[..., _R], names: tuple[str, ...], source: Any) -> _R:
+    return cls(**{name: getattr(source, name) for name in names})
+
+
+def _segment(source: Any) -> SegmentRecord:
+    return _record(SegmentRecord, _SEGMENT_FIELDS, source)
+
+
+def _gap(source: Any) -> GapRecord:
+    return _record(GapRecord, _GAP_FIELDS, source)
+
+
+def _state(source: Any) -> StateRecord:
+    return _record(StateRecord, _STATE_FIELDS, source)
+
+
+def _device(source: Any) -> DeviceRecord:
+    return _record(DeviceRecord, _DEVICE_FIELDS, source)
+
+
+def _channel(row: ChannelRow) -> ChannelRecord:
+    return ChannelRecord(
+        device_id=row.device_id, channel=row.channel, kind=row.kind, name=row.name, audio=row.audio
+    )
+
+
+def _earlier(value: datetime, delta: timedelta) -> datetime:
+    try:
+        return value - delta
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of the driver's message (never a URL: drivers do not put passwords in it)."""
+    original = getattr(exc, "orig", None) or exc
+    return (str(original).strip().splitlines() or [type(original).__name__])[0]
+
+
+class Catalog:
+    """The recording catalog: devices and channels as recorded, segments, gaps, device states.
+
+    Open it with :meth:`open`; it is safe to share between threads (every call uses its own
+    session and transaction; on SQLite, writes of one process are serialised by a lock and between
+    processes by ``BEGIN IMMEDIATE`` and the busy timeout). Every time given must be aware; every
+    time returned is aware UTC. Spans are half-open ``[start, end)``. Methods return frozen value
+    objects (:class:`SegmentRecord`, …), never ORM rows.
+    """
+
+    def __init__(self, engine: Engine, url: URL, *, clock: Callable[[], datetime]) -> None:
+        """Use :meth:`open`."""
+        self._engine = engine
+        self._writer = engine.execution_options(**WRITE_OPTIONS)
+        self._url = url
+        self._clock = clock
+        self._sqlite = is_sqlite(url)
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self._sqlite else contextlib.nullcontext()
+        )
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        target: str | os.PathLike[str] | URL,
+        *,
+        migrate: bool = True,
+        busy_timeout: float = 30.0,
+        clock: Callable[[], datetime] = _now,
+    ) -> Catalog:
+        """Open (and create or upgrade, unless ``migrate`` is false) the catalog at ``target``.
+
+        :param target: the path of a SQLite file (created with its folder when missing), or a URL:
+            ``sqlite:///path``, ``postgresql+psycopg://user:password@host/db`` (``postgresql://``
+            means the same).
+        :param migrate: apply the packaged migrations up to the head revision; when false, a
+            database that is not at the head is refused.
+        :param busy_timeout: seconds a SQLite writer waits for another process's write lock.
+        :param clock: the source of "now" (``created_at``, default times), for tests.
+        :raises CatalogUnavailable: the database cannot be reached or migrated (the message shows
+            the URL with its password masked).
+        """
+        url = resolve_url(target)
+        engine = make_engine(url, busy_timeout=busy_timeout)
+        log = get_logger("camhub.catalog", catalog=masked(url))
+        head = _migrate.head_revision()
+        try:
+            with engine.execution_options(**WRITE_OPTIONS).begin() as connection:
+                before = _migrate.current_revision(connection)
+                if migrate and before != head:
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+                        before = _migrate.current_revision(connection)
+                    if before != head:
+                        _migrate.upgrade(connection)
+                after = _migrate.current_revision(connection)
+        except (SQLAlchemyError, CommandError) as exc:
+            engine.dispose()
+            raise CatalogUnavailable(f"cannot open the catalog at {masked(url)}: {_reason(exc)}") from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        if after != head:
+            engine.dispose()
+            raise CatalogUnavailable(
+                f"the catalog at {masked(url)} is at schema revision {after!r}, this camhub needs {head!r}: "
+                "open it with migrate=True"
+            )
+        if before != after:
+            log.info("catalog.migrated", from_revision=before, to_revision=after)
+        return cls(engine, url, clock=clock)
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password masked."""
+        return masked(self._url)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._url.get_backend_name()
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at."""
+        with self._engine.connect() as connection:
+            return _migrate.current_revision(connection)
+
+    def close(self) -> None:
+        """Close every pooled connection (the catalog cannot be used afterwards)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.url!r})"
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """One write transaction (serialised per process on SQLite)."""
+        with (
+            self._guard(),
+            self._write_lock,
+            Session(self._writer, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Session]:
+        """One read transaction (a consistent snapshot for the calls that read twice)."""
+        with self._guard(), Session(self._engine) as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise InvalidChange(f"the catalog refused the change: {_reason(exc)}") from exc
+        except (OperationalError, InterfaceError) as exc:
+            raise CatalogUnavailable(f"the catalog at {self.url} failed: {_reason(exc)}") from exc
+
+    def _insert_ignore(self, session: Session, row: type[Any], values: dict[str, Any]) -> None:
+        """``INSERT … ON CONFLICT DO NOTHING`` (two hubs may register the same device at once)."""
+        insert = sqlite_insert if self._sqlite else pg_insert
+        session.execute(insert(row).values(**values).on_conflict_do_nothing())
+
+    # -- devices and channels --------------------------------------------------------------------
+
+    def upsert_device(
+        self,
+        device_id: str,
+        *,
+        unit: str,
+        vendor: str,
+        kind: DeviceKind,
+        host: str,
+        name: str | None = None,
+        model: str | None = None,
+        serial: str | None = None,
+        firmware: str | None = None,
+        mac: str | None = None,
+        seen_at: datetime | None = None,
+    ) -> DeviceRecord:
+        """Record a device as seen at ``seen_at`` (default: now), creating it on first sight.
+
+        ``name`` and the identity fields given as ``None`` keep what was recorded before (the
+        device was not asked); ``unit``, ``vendor``, ``kind`` and ``host`` are the configuration's.
+        A change of model, serial, firmware or MAC is also written to the device's state history
+        as ``identity_changed``, so what the device was at any time stays known (evidence).
+        """
+        at = utc(seen_at, "seen_at") if seen_at is not None else self._clock()
+        identity = {"model": model, "serial": serial, "firmware": firmware, "mac": mac}
+        described = {"name": name, **identity}
+        with self._writing() as session:
+            self._insert_ignore(
+                session,
+                DeviceRow,
+                {
+                    "id": device_id,
+                    "unit": unit,
+                    "vendor": vendor,
+                    "kind": kind,
+                    "host": host,
+                    **identity,
+                    "name": name or "",
+                    "first_seen": at,
+                    "last_seen": at,
+                },
+            )
+            row = session.get_one(DeviceRow, device_id, with_for_update=True)
+            changes = [
+                f"{field}: {getattr(row, field)} → {value}"
+                for field, value in identity.items()
+                if value is not None and getattr(row, field) not in (None, value)
+            ]
+            row.unit, row.vendor, row.kind, row.host = unit, vendor, kind, host
+            for field, value in described.items():
+                if value is not None:
+                    setattr(row, field, value)
+            row.first_seen = min(row.first_seen, at)
+            row.last_seen = max(row.last_seen, at)
+            if changes:
+                session.add(
+                    DeviceStateRow(
+                        device_id=device_id, at=at, state="identity_changed", detail="; ".join(changes)
+                    )
+                )
+            session.flush()
+            return _device(row)
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        """The device, or ``None`` when it was never recorded."""
+        with self._reading() as session:
+            row = session.get(DeviceRow, device_id)
+            return None if row is None else _device(row)
+
+    def devices(self, *, unit: str | None = None) -> list[DeviceRecord]:
+        """Every recorded device (of ``unit`` when given), by id."""
+        query = select(DeviceRow).order_by(DeviceRow.id)
+        if unit is not None:
+            query = query.where(DeviceRow.unit == unit)
+        with self._reading() as session:
+            return [_device(row) for row in session.scalars(query)]
+
+    def upsert_channels(self, device_id: str, channels: Iterable[ChannelLike]) -> list[ChannelRecord]:
+        """Record the channels of a device (new ones added, known ones updated); returns all of them.
+
+        Channels missing from ``channels`` stay: their recordings still refer to them. A microphone
+        is recorded with ``audio`` true.
+        """
+        with self._writing() as session:
+            if session.get(DeviceRow, device_id) is None:
+                raise NotInCatalog(f"device {device_id!r} is not in the catalog: upsert_device() first")
+            for channel in channels:
+                audio = channel.audio or channel.kind is ChannelKind.MICROPHONE
+                values = {"kind": channel.kind, "name": channel.name, "audio": audio}
+                self._insert_ignore(
+                    session, ChannelRow, {"device_id": device_id, "channel": channel.id, **values}
+                )
+                row = session.get_one(ChannelRow, (device_id, channel.id), with_for_update=True)
+                row.kind, row.name, row.audio = channel.kind, channel.name, audio
+            session.flush()
+            rows = session.scalars(
+                select(ChannelRow).where(ChannelRow.device_id == device_id).order_by(ChannelRow.channel)
+            )
+            return [_channel(row) for row in rows]
+
+    def channels(self, device_id: str) -> list[ChannelRecord]:
+        """The recorded channels of a device, by number."""
+        query = select(ChannelRow).where(ChannelRow.device_id == device_id).order_by(ChannelRow.channel)
+        with self._reading() as session:
+            return [_channel(row) for row in session.scalars(query)]
+
+    # -- segments --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _overlapping(device_id: str, channel: int, start: datetime, end: datetime) -> Select[Any]:
+        """Segments of one channel overlapping ``[start, end)``, ordered; the columns are the caller's.
+
+        The ``start >= start - MAX_SEGMENT_DURATION`` term is implied by the others (no segment is
+        longer) but bounds the scan of ``ix_segments_channel_span`` on both sides.
+        """
+        return (
+            select()
+            .where(
+                SegmentRow.device_id == device_id,
+                SegmentRow.channel == channel,
+                SegmentRow.start >= _earlier(start, MAX_SEGMENT_DURATION),
+                SegmentRow.start < end,
+                SegmentRow.end > start,
+            )
+            .order_by(SegmentRow.start, SegmentRow.id)
+        )
+
+    def segments_query(self, device_id: str, channel: int, start: datetime, end: datetime) -> Select[Any]:
+        """The statement :meth:`segments` runs (for ``EXPLAIN`` and benchmarks)."""
+        return self._overlapping(device_id, channel, utc(start, "start"), utc(end, "end")).add_columns(
+            *_SEGMENT_COLUMNS
+        )
+
+    def add_segment(
+        self,
+        *,
+        device_id: str,
+        channel: int,
+        start: datetime,
+        end: datetime,
+        size: int,
+        sha256: str,
+        container: str = "mp4",
+        video_codec: str | None = None,
+        audio_codec: str | None = None,
+        audio_source_codec: str | None = None,
+        duration: timedelta | None = None,
+        local_path: str | os.PathLike[str] | None = None,
+        source: SegmentSource = SegmentSource.LIVE,
+        backfill_source: str | None = None,
+        allow_overlap: bool = False,
+    ) -> SegmentRecord:
+        """Catalogue a sealed segment file (sync state ``pending``) and return its record.
+
+        :param size: the file's size in bytes.
+        :param sha256: the file's SHA-256, hex.
+        :param duration: the media duration measured by the recorder (default ``end - start``).
+        :param audio_source_codec: the codec the device sent when the audio was transcoded
+            (G.711 ``pcm_mulaw``/``pcm_alaw`` → ``aac``).
+        :param source: ``live``, or ``backfill`` with ``backfill_source`` saying where from.
+        :param allow_overlap: accept a segment that overlaps a recorded one (backfill of a span
+            whose local copy exists but never reached the central store); refused by default.
+        :raises NotInCatalog: the channel was not recorded with :meth:`upsert_channels`.
+        :raises SegmentOverlap: the span overlaps a segment of the channel.
+        :raises ValueError: an invalid value (naive time, empty or too long span, bad digest…).
+        """
+        start, end = utc(start, "start"), utc(end, "end")
+        if end <= start:
+            raise ValueError(f"a segment must end after it starts: [{start.isoformat()}, {end.isoformat()})")
+        if end - start > MAX_SEGMENT_DURATION:
+            raise ValueError(f"a segment may span at most {MAX_SEGMENT_DURATION}, not {end - start}")
+        if size < 0:
+            raise ValueError(f"size must not be negative, got {size}")
+        digest = sha256.lower()
+        if not _SHA256.match(digest):
+            raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
+        if duration is not None and duration < timedelta(0):
+            raise ValueError(f"duration must not be negative, got {duration}")
+        if (source is SegmentSource.BACKFILL) != bool(backfill_source):
+            raise ValueError("backfill_source is required for a backfilled segment, and only for one")
+        if video_codec is None and audio_codec is None:
+            raise ValueError("a segment holds video, audio or both: give video_codec and/or audio_codec")
+        with self._writing() as session:
+            # Locking the channel row serialises writers of one channel across processes
+            # (PostgreSQL), so the overlap check and the insert are atomic.
+            owner = session.get(ChannelRow, (device_id, channel), with_for_update=True)
+            if owner is None:
+                raise NotInCatalog(
+                    f"channel {channel} of device {device_id!r} is not in the catalog: upsert_channels() first"
+                )
+            if not allow_overlap:
+                clash = session.execute(
+                    self._overlapping(device_id, channel, start, end).add_columns(
+                        SegmentRow.id, SegmentRow.start, SegmentRow.end
+                    )
+                ).first()
+                if clash is not None:
+                    raise SegmentOverlap(
+                        f"segment [{start.isoformat()}, {end.isoformat()}) of {device_id}/{channel} overlaps "
+                        f"segment {clash.id} [{clash.start.isoformat()}, {clash.end.isoformat()})"
+                    )
+            row = SegmentRow(
+                device_id=device_id,
+                channel=channel,
+                start=start,
+                end=end,
+                duration=end - start if duration is None else duration,
+                size=size,
+                sha256=digest,
+                video_codec=video_codec,
+                audio_codec=audio_codec,
+                audio_source_codec=audio_source_codec,
+                container=container,
+                local_path=None if local_path is None else os.fspath(local_path),
+                storage_key=None,
+                sync_state=SyncState.PENDING,
+                synced_at=None,
+                sync_failures=0,
+                sync_error=None,
+                source=source,
+                backfill_source=backfill_source,
+                created_at=self._clock(),
+            )
+            session.add(row)
+            session.flush()
+            return _segment(row)
+
+    def segment(self, segment_id: int) -> SegmentRecord | None:
+        """The segment, or ``None`` when there is none with this id."""
+        with self._reading() as session:
+            row = session.execute(select(*_SEGMENT_COLUMNS).where(SegmentRow.id == segment_id)).first()
+            return None if row is None else _segment(row)
+
+    def segments(self, device_id: str, channel: int, start: datetime, end: datetime) -> list[SegmentRecord]:
+        """The segments of one channel overlapping ``[start, end)``, by start time.
+
+        A segment that ends exactly at ``start`` or starts exactly at ``end`` does not overlap; an
+        empty window overlaps nothing.
+        """
+        query = self.segments_query(device_id, channel, start, end)
+        if end <= start:
+            return []
+        with self._reading() as session:
+            return [_segment(row) for row in session.execute(query)]
+
+    def last_segment(self, device_id: str, channel: int) -> SegmentRecord | None:
+        """The channel's latest segment (where a restarted recorder carries on)."""
+        query = (
+            select(*_SEGMENT_COLUMNS)
+            .where(SegmentRow.device_id == device_id, SegmentRow.channel == channel)
+            .order_by(SegmentRow.start.desc(), SegmentRow.id.desc())
+            .limit(1)
+        )
+        with self._reading() as session:
+            row = session.execute(query).first()
+            return None if row is None else _segment(row)
+
+    def delete_segment(self, segment_id: int, *, allow_unsynced: bool = False) -> SegmentRecord:
+        """Remove a segment's row and return what it was (for the caller's deletion record).
+
+        The catalog refuses to forget a segment that has not reached the central store unless
+        ``allow_unsynced`` (crash recovery of a file that is gone); retention policy (floor,
+        holds) is the caller's.
+
+        :raises NotInCatalog: no such segment.
+        :raises InvalidChange: the segment is not synced and ``allow_unsynced`` is false.
+        """
+        with self._writing() as session:
+            row = self._segment_row(session, segment_id)
+            if row.sync_state is not SyncState.SYNCED and not allow_unsynced:
+                raise InvalidChange(
+                    f"segment {segment_id} is {row.sync_state.value}, not synced: deleting it would lose footage"
+                )
+            record = _segment(row)
+            session.delete(row)
+            return record
+
+    # -- sync state ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _segment_row(session: Session, segment_id: int) -> SegmentRow:
+        row = session.get(SegmentRow, segment_id, with_for_update=True)
+        if row is None:
+            raise NotInCatalog(f"segment {segment_id} is not in the catalog")
+        return row
+
+    def _transition(
+        self, segment_id: int, to: SyncState, change: Callable[[SegmentRow], None]
+    ) -> SegmentRecord:
+        with self._writing() as session:
+            row = self._segment_row(session, segment_id)
+            if to not in _SYNC_TRANSITIONS[row.sync_state]:
+                raise InvalidChange(
+                    f"segment {segment_id} cannot go from {row.sync_state.value} to {to.value}"
+                )
+            row.sync_state = to
+            change(row)
+            session.flush()
+            return _segment(row)
+
+    def mark_uploading(self, segment_id: int) -> SegmentRecord:
+        """The uploader started sending the segment (from ``pending`` or ``failed``)."""
+        return self._transition(segment_id, SyncState.UPLOADING, lambda row: None)
+
+    def mark_synced(self, segment_id: int, storage_key: str, at: datetime | None = None) -> SegmentRecord:
+        """The central store holds the segment under ``storage_key`` and confirmed its SHA-256.
+
+        Marking a synced segment again with the same key changes nothing (a retried call).
+
+        :raises InvalidChange: already synced under another key, or the key belongs to another segment.
+        """
+        if not storage_key:
+            raise ValueError("storage_key must not be empty")
+        when = utc(at, "at") if at is not None else self._clock()
+        with self._writing() as session:
+            row = self._segment_row(session, segment_id)
+            if row.sync_state is SyncState.SYNCED:
+                if row.storage_key == storage_key:
+                    return _segment(row)
+                raise InvalidChange(f"segment {segment_id} is already synced as {row.storage_key!r}")
+            other = session.scalar(
+                select(SegmentRow.id).where(
+                    SegmentRow.storage_key == storage_key, SegmentRow.id != segment_id
+                )
+            )
+            if other is not None:
+                raise InvalidChange(f"storage key {storage_key!r} already belongs to segment {other}")
+            row.sync_state, row.storage_key, row.synced_at, row.sync_error = (
+                SyncState.SYNCED,
+                storage_key,
+                when,
+                None,
+            )
+            session.flush()
+            return _segment(row)
+
+    def mark_failed(self, segment_id: int, error: str) -> SegmentRecord:
+        """An upload failed: keep the reason and count the failure; the segment stays queued."""
+
+        def change(row: SegmentRow) -> None:
+            row.sync_error = error
+            row.sync_failures += 1
+
+        return self._transition(segment_id, SyncState.FAILED, change)
+
+    def mark_pending(self, segment_id: int) -> SegmentRecord:
+        """Queue the segment again (an interrupted upload, or a central copy found damaged)."""
+
+        def change(row: SegmentRow) -> None:
+            row.synced_at = None
+
+        return self._transition(segment_id, SyncState.PENDING, change)
+
+    def unsynced(self, limit: int = 100, *, device_id: str | None = None) -> list[SegmentRecord]:
+        """Up to ``limit`` segments not yet in the central store, oldest first (the upload order).
+
+        Includes ``uploading`` ones: after a crash nobody is sending them any more.
+        """
+        query = (
+            select(*_SEGMENT_COLUMNS)
+            .where(_NOT_SYNCED)
+            .order_by(SegmentRow.start, SegmentRow.id)
+            .limit(limit)
+        )
+        if device_id is not None:
+            query = query.where(SegmentRow.device_id == device_id)
+        with self._reading() as session:
+            return [_segment(row) for row in session.execute(query)]
+
+    def backlog(self) -> Backlog:
+        """How many segments (and bytes) wait for the central store, and since when."""
+        query = select(
+            func.count(SegmentRow.id), func.coalesce(func.sum(SegmentRow.size), 0), func.min(SegmentRow.start)
+        ).where(_NOT_SYNCED)
+        with self._reading() as session:
+            count, size, oldest = session.execute(query).one()
+            return Backlog(count=int(count), size=int(size), oldest=oldest)
+
+    # -- gaps ------------------------------------------------------------------------------------
+
+    def open_gap(
+        self, device_id: str, channel: int, start: datetime, cause: GapCause, detail: str = ""
+    ) -> int:
+        """Record the start of an outage of a channel; returns the gap's id (for :meth:`close_gap`).
+
+        :raises NotInCatalog: the channel was not recorded with :meth:`upsert_channels`.
+        """
+        at = utc(start, "start")
+        with self._writing() as session:
+            if session.get(ChannelRow, (device_id, channel)) is None:
+                raise NotInCatalog(f"channel {channel} of device {device_id!r} is not in the catalog")
+            row = GapRow(device_id=device_id, channel=channel, start=at, end=None, cause=cause, detail=detail)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def close_gap(self, gap_id: int, end: datetime, *, closed_by: str | None = None) -> GapRecord:
+        """Record the end of an outage; ``closed_by`` says what ended it (``reconnected``, a backfill…).
+
+        :raises NotInCatalog: no such gap.
+        :raises InvalidChange: the gap is already closed, or ``end`` is not after its start.
+        """
+        at = utc(end, "end")
+        with self._writing() as session:
+            row = session.get(GapRow, gap_id, with_for_update=True)
+            if row is None:
+                raise NotInCatalog(f"gap {gap_id} is not in the catalog")
+            if row.end is not None:
+                raise InvalidChange(f"gap {gap_id} was already closed at {row.end.isoformat()}")
+            if at <= row.start:
+                raise InvalidChange(
+                    f"gap {gap_id} cannot end at {at.isoformat()}, not after its start {row.start.isoformat()}"
+                )
+            row.end, row.closed_by = at, closed_by
+            session.flush()
+            return _gap(row)
+
+    def gap(self, gap_id: int) -> GapRecord | None:
+        """The gap, or ``None`` when there is none with this id."""
+        with self._reading() as session:
+            row = session.execute(select(*_GAP_COLUMNS).where(GapRow.id == gap_id)).first()
+            return None if row is None else _gap(row)
+
+    def gaps(self, device_id: str, channel: int, start: datetime, end: datetime) -> list[GapRecord]:
+        """The gaps of one channel overlapping ``[start, end)`` (open ones reach to the future), by start."""
+        a, b = utc(start, "start"), utc(end, "end")
+        if b <= a:
+            return []
+        with self._reading() as session:
+            return list(self._gaps_in(session, device_id, channel, a, b))
+
+    def open_gaps(self, device_id: str | None = None) -> list[GapRecord]:
+        """The outages still open (of one device, or all), by device, channel and start."""
+        query = (
+            select(*_GAP_COLUMNS)
+            .where(GapRow.end.is_(None))
+            .order_by(GapRow.device_id, GapRow.channel, GapRow.start, GapRow.id)
+        )
+        if device_id is not None:
+            query = query.where(GapRow.device_id == device_id)
+        with self._reading() as session:
+            return [_gap(row) for row in session.execute(query)]
+
+    # -- device states ---------------------------------------------------------------------------
+
+    def record_state(
+        self, device_id: str, state: str, detail: str = "", at: datetime | None = None
+    ) -> StateRecord:
+        """Append to a device's state history (``online``, ``unreachable``, ``auth_failed``, …).
+
+        :raises NotInCatalog: the device was not recorded with :meth:`upsert_device`.
+        """
+        when = utc(at, "at") if at is not None else self._clock()
+        with self._writing() as session:
+            if session.get(DeviceRow, device_id) is None:
+                raise NotInCatalog(f"device {device_id!r} is not in the catalog: upsert_device() first")
+            row = DeviceStateRow(device_id=device_id, at=when, state=state, detail=detail)
+            session.add(row)
+            session.flush()
+            return _state(row)
+
+    def states(self, device_id: str, start: datetime, end: datetime) -> list[StateRecord]:
+        """A device's state changes at times in ``[start, end)``, oldest first."""
+        query = (
+            select(*_STATE_COLUMNS)
+            .where(
+                DeviceStateRow.device_id == device_id,
+                DeviceStateRow.at >= utc(start, "start"),
+                DeviceStateRow.at < utc(end, "end"),
+            )
+            .order_by(DeviceStateRow.at, DeviceStateRow.id)
+        )
+        with self._reading() as session:
+            return [_state(row) for row in session.execute(query)]
+
+    def last_state(self, device_id: str) -> StateRecord | None:
+        """The device's latest state, or ``None`` when none was recorded."""
+        query = (
+            select(*_STATE_COLUMNS)
+            .where(DeviceStateRow.device_id == device_id)
+            .order_by(DeviceStateRow.at.desc(), DeviceStateRow.id.desc())
+            .limit(1)
+        )
+        with self._reading() as session:
+            row = session.execute(query).first()
+            return None if row is None else _state(row)
+
+    # -- coverage --------------------------------------------------------------------------------
+
+    def coverage(
+        self, device_id: str, channel: int, start: datetime, end: datetime, *, synced_only: bool = False
+    ) -> Coverage:
+        """How much of ``[start, end)`` of a channel is recorded, the holes, and the gaps that explain them.
+
+        :param synced_only: count only segments that reached the central store (central coverage,
+            R-6.2) instead of every catalogued segment.
+        """
+        a, b = utc(start, "start"), utc(end, "end")
+        lo, hi = to_micros(a), to_micros(b)
+        if hi < lo:
+            raise ValueError(f"the window ends before it starts: [{a.isoformat()}, {b.isoformat()})")
+        spans = self._overlapping(device_id, channel, a, b).add_columns(
+            type_coerce(SegmentRow.start, BigInteger), type_coerce(SegmentRow.end, BigInteger)
+        )
+        if synced_only:
+            spans = spans.where(SegmentRow.sync_state == SyncState.SYNCED)
+        rows: list[Any] = []
+        gaps: tuple[GapRecord, ...] = ()
+        if hi > lo:
+            with self._reading() as session:
+                rows = list(session.execute(spans))
+                gaps = tuple(self._gaps_in(session, device_id, channel, a, b))
+        covered, cursor, holes = 0, lo, []
+        for seg_start, seg_end in rows:
+            seg_start, seg_end = max(seg_start, lo), min(seg_end, hi)
+            if seg_start > cursor:
+                holes.append(Span(start=from_micros(cursor), end=from_micros(seg_start)))
+                cursor = seg_start
+            if seg_end > cursor:
+                covered += seg_end - cursor
+                cursor = seg_end
+        if cursor < hi:
+            holes.append(Span(start=from_micros(cursor), end=from_micros(hi)))
+        return Coverage(
+            device_id=device_id,
+            channel=channel,
+            start=a,
+            end=b,
+            covered=timedelta(microseconds=covered),
+            holes=tuple(holes),
+            gaps=gaps,
+        )
+
+    @staticmethod
+    def _gaps_in(
+        session: Session, device_id: str, channel: int, a: datetime, b: datetime
+    ) -> Iterator[GapRecord]:
+        query = (
+            select(*_GAP_COLUMNS)
+            .where(
+                GapRow.device_id == device_id,
+                GapRow.channel == channel,
+                GapRow.start < b,
+                or_(GapRow.end.is_(None), GapRow.end > a),
+            )
+            .order_by(GapRow.start, GapRow.id)
+        )
+        for row in session.execute(query):
+            yield _gap(row)

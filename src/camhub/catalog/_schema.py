@@ -1,0 +1,200 @@
+"""The catalog's tables as typed SQLAlchemy ORM classes (private: the API returns value objects).
+
+The migrations in ``migrations/versions`` create exactly these tables; a test compares the two on
+SQLite and PostgreSQL. Column names carry their unit (``start_us``: microseconds since the epoch,
+UTC; see :mod:`camhub.catalog._types`) so that anyone reading the database with plain SQL knows.
+
+Index choices, each serving one query of :class:`~camhub.catalog.Catalog`:
+
+- ``ix_segments_channel_span (device_id, channel, start_us, end_us)``: segments of one channel
+  overlapping ``[a, b)``. A segment is at most :data:`MAX_SEGMENT_DURATION` long, so the query
+  asks ``start_us >= a - MAX AND start_us < b AND end_us > a``: a bounded range scan of the index,
+  whatever the channel's history (a plain ``start_us < b`` would scan back to its first segment).
+  ``end_us`` in the index makes coverage an index-only scan.
+- ``ix_segments_unsynced (start_us) WHERE sync_state <> 'synced'``: the uploader's queue, oldest
+  first; partial, so it holds only the backlog, not the millions of synced rows.
+- ``uq_segments_storage_key``: one catalog row per central object.
+- ``ix_gaps_channel_start``, ``ix_gaps_open (… WHERE end_us IS NULL)``: gaps of a channel in a
+  window, and the outages still open (closed on restart).
+- ``ix_device_states_device_at``: a device's state history in a window.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from camhub.catalog._records import GapCause, SegmentSource, SyncState
+from camhub.catalog._types import Micros, UtcMicros
+from camhub.model import ChannelKind, DeviceKind
+
+__all__ = [
+    "MAX_SEGMENT_DURATION",
+    "Base",
+    "ChannelRow",
+    "DeviceRow",
+    "DeviceStateRow",
+    "GapRow",
+    "SegmentRow",
+]
+
+#: The longest segment the catalog accepts. The channel range query relies on it (see above);
+#: the recorder's segment length (default 60 s) must stay below it.
+MAX_SEGMENT_DURATION = timedelta(hours=1)
+
+#: Constraint names are fixed here so that later migrations can name what they alter, the same on
+#: every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite's rowid alias must be spelled INTEGER; PostgreSQL gets BIGINT (billions of segments).
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """A string column holding the enum's values (not names), checked by a CHECK constraint."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(100))
+    vendor: Mapped[str] = mapped_column(String(50))
+    kind: Mapped[DeviceKind] = mapped_column(_enum(DeviceKind, "device_kind"))
+    host: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str | None] = mapped_column(String(100))
+    serial: Mapped[str | None] = mapped_column(String(100))
+    firmware: Mapped[str | None] = mapped_column(String(100))
+    mac: Mapped[str | None] = mapped_column(String(32))
+    first_seen: Mapped[datetime] = mapped_column("first_seen_us", UtcMicros)
+    last_seen: Mapped[datetime] = mapped_column("last_seen_us", UtcMicros)
+
+
+class ChannelRow(Base):
+    __tablename__ = "channels"
+
+    device_id: Mapped[str] = mapped_column(String(100), ForeignKey("devices.id"), primary_key=True)
+    channel: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[ChannelKind] = mapped_column(_enum(ChannelKind, "channel_kind"))
+    name: Mapped[str] = mapped_column(Text, default="")
+    audio: Mapped[bool] = mapped_column(Boolean(create_constraint=False), default=False)
+
+
+_CHANNEL_FK = ("device_id", "channel"), ("channels.device_id", "channels.channel")
+
+
+class SegmentRow(Base):
+    __tablename__ = "segments"
+    __table_args__: Any = (
+        ForeignKeyConstraint(*_CHANNEL_FK),
+        CheckConstraint("end_us > start_us", name="positive_span"),
+        CheckConstraint("bytes >= 0", name="size"),
+        Index("ix_segments_channel_span", "device_id", "channel", "start_us", "end_us"),
+        Index(
+            "ix_segments_unsynced",
+            "start_us",
+            sqlite_where=text("sync_state <> 'synced'"),
+            postgresql_where=text("sync_state <> 'synced'"),
+        ),
+        Index("uq_segments_storage_key", "storage_key", unique=True),
+        {"sqlite_autoincrement": True},  # ids are never reused: audit entries refer to them
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[int] = mapped_column(Integer)
+    start: Mapped[datetime] = mapped_column("start_us", UtcMicros)
+    end: Mapped[datetime] = mapped_column("end_us", UtcMicros)
+    duration: Mapped[timedelta] = mapped_column("duration_us", Micros)
+    size: Mapped[int] = mapped_column("bytes", BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    video_codec: Mapped[str | None] = mapped_column(String(32))
+    audio_codec: Mapped[str | None] = mapped_column(String(32))
+    audio_source_codec: Mapped[str | None] = mapped_column(String(32))
+    container: Mapped[str] = mapped_column(String(16))
+    local_path: Mapped[str | None] = mapped_column(Text)
+    storage_key: Mapped[str | None] = mapped_column(String(1024))
+    sync_state: Mapped[SyncState] = mapped_column(_enum(SyncState, "sync_state"))
+    synced_at: Mapped[datetime | None] = mapped_column("synced_at_us", UtcMicros)
+    sync_failures: Mapped[int] = mapped_column(Integer, default=0)
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[SegmentSource] = mapped_column(_enum(SegmentSource, "segment_source"))
+    backfill_source: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column("created_at_us", UtcMicros)
+
+
+class GapRow(Base):
+    __tablename__ = "gaps"
+    __table_args__: Any = (
+        ForeignKeyConstraint(*_CHANNEL_FK),
+        CheckConstraint("end_us IS NULL OR end_us > start_us", name="positive_span"),
+        Index("ix_gaps_channel_start", "device_id", "channel", "start_us"),
+        Index(
+            "ix_gaps_open",
+            "device_id",
+            "channel",
+            sqlite_where=text("end_us IS NULL"),
+            postgresql_where=text("end_us IS NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[int] = mapped_column(Integer)
+    start: Mapped[datetime] = mapped_column("start_us", UtcMicros)
+    end: Mapped[datetime | None] = mapped_column("end_us", UtcMicros)
+    cause: Mapped[GapCause] = mapped_column(_enum(GapCause, "gap_cause"))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    closed_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class DeviceStateRow(Base):
+    __tablename__ = "device_states"
+    __table_args__: Any = (
+        Index("ix_device_states_device_at", "device_id", "at_us"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(100), ForeignKey("devices.id"))
+    at: Mapped[datetime] = mapped_column("at_us", UtcMicros)
+    state: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[str] = mapped_column(Text, default="")
