@@ -41,9 +41,10 @@ def tests(session: nox.Session) -> None:
     installs what is missing; otherwise it lists it (the tests then skip, or fail under CI=true).
     """
     peers = ROOT / "scripts" / "install-test-peers.sh"
-    session.run(
-        "bash", str(peers), *([] if os.geteuid() == 0 else ["--check"]), external=True, success_codes=[0, 1]
-    )
+    if os.geteuid() == 0:
+        session.run("bash", str(peers), external=True)
+    else:
+        session.run("bash", str(peers), "--check", external=True, success_codes=[0, 1])
     _install_all(session, *TEST_DEPS)
     session.run("pytest", "tests", *session.posargs)
     for dist in DISTRIBUTIONS:
