@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -306,13 +306,16 @@ async def iter_multipart(
     *,
     max_part: int = 1024 * 1024,
     idle_timeout: float | None = None,
-) -> AsyncIterator[MultipartPart]:
+    complete: Callable[[bytes], bool] | None = None,
+) -> AsyncGenerator[MultipartPart, None]:
     """Split a multipart byte stream into parts, by ``Content-Length`` or by boundary.
 
     Tolerates CRLF and bare LF line ends and a boundary given with or without its ``--``.
     A stream that ends between parts ends the iteration; one that ends inside a part raises
     :class:`~camhub.errors.DeviceProtocolError`, as does a part over ``max_part`` bytes. With
     ``idle_timeout``, a stream silent for that long raises :class:`~camhub.errors.DeviceTimeout`.
+    ``complete`` tells when a part framed by boundaries only is whole (e.g. its XML root is
+    closed), so it is delivered at once instead of when the next part begins.
     """
     marker = ("--" + boundary.removeprefix("--")).encode("latin-1")
     buffer = bytearray()
@@ -389,6 +392,9 @@ async def iter_multipart(
         else:
             # No length, or a wrong one (seen on real devices): the boundary decides.
             while (end := buffer.find(marker)) < 0:
+                if complete is not None and complete(bytes(buffer).rstrip(b"\r\n")):
+                    end = len(buffer)
+                    break
                 if not await more():
                     if 0 <= size <= len(buffer):
                         # At least the declared bytes arrived before the stream ended: the part

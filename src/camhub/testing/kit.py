@@ -83,6 +83,8 @@ class KitTarget:
     :param trigger_event: makes the device raise an event (kind, channel); required when the
         adapter declares ``events``.
     :param failed_logins: how many failed logins the device has counted (to prove no retry).
+    :param events_ready: tells when the adapter's event subscription is open on the device;
+        without it the kit waits a moment before triggering events.
     """
 
     adapter: DeviceAdapter
@@ -91,6 +93,8 @@ class KitTarget:
     expected: Expectations = Expectations()
     trigger_event: Callable[[EventKind, int], None] | None = None
     failed_logins: Callable[[], int] | None = None
+    #: True once the device has the adapter's event subscription open (then events are sent).
+    events_ready: Callable[[], bool] | None = None
 
 
 class AdapterConformance:
@@ -221,7 +225,7 @@ class AdapterConformance:
                             return
 
             task = asyncio.create_task(collect())
-            await asyncio.sleep(0.5)  # let the subscription open
+            await _subscribed(t, self.timeout / 2)
             t.trigger_event(EventKind.MOTION, 1)
             await asyncio.sleep(0.2)
             t.trigger_event(EventKind.VIDEO_LOSS, 1)
@@ -374,6 +378,18 @@ _FAILURES: dict[str, Callable[[httpx.Request], httpx.Response]] = {
     "garbage": _garbage,
     "server_error": _server_error,
 }
+
+
+async def _subscribed(target: KitTarget, timeout: float) -> None:
+    """Wait until the device has the event subscription open (or a moment, if it cannot tell)."""
+    if target.events_ready is None:
+        await asyncio.sleep(0.5)
+        return
+    deadline = time.monotonic() + timeout
+    while not target.events_ready():
+        if time.monotonic() > deadline:
+            raise AssertionError("the adapter did not open its event subscription in time")
+        await asyncio.sleep(0.02)
 
 
 def _looks_like_mac(value: str) -> bool:

@@ -151,15 +151,13 @@ class SimulatedDevice:
         for queue in list(self._subscribers):
             queue.put_nowait(event)
 
-    async def subscribe(self) -> AsyncIterator[SimulatedEvent]:
-        """Events as they are emitted, until the device stops (for event-stream handlers)."""
-        queue: asyncio.Queue[SimulatedEvent | None] = asyncio.Queue()
-        self._subscribers.add(queue)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._subscribers.discard(queue)
+    def subscribe(self) -> _Subscription:
+        """Events as they are emitted, until the device stops (for event-stream handlers).
+
+        The subscription counts from this call, not from the first read: an event emitted
+        right after a stream opens is not lost. Close it (``aclose``) when the stream ends.
+        """
+        return _Subscription(self._subscribers)
 
     @property
     def subscribers(self) -> int:
@@ -261,7 +259,7 @@ class SimulatedDevice:
                 await streamed.write(body[index : index + 1])
                 await asyncio.sleep(1 / rate)
             await streamed.write_eof()
-        except ConnectionResetError:
+        except ConnectionError:
             pass  # the client gave up waiting, as it should
         return streamed
 
@@ -281,6 +279,28 @@ class SimulatedDevice:
         await response.write(data)
         response._camhub_sent = sent + len(data)  # type: ignore[attr-defined]
         return True
+
+
+class _Subscription:
+    """An event queue registered at creation, read as an async iterator."""
+
+    def __init__(self, subscribers: set[asyncio.Queue[SimulatedEvent | None]]) -> None:
+        self._subscribers = subscribers
+        self._queue: asyncio.Queue[SimulatedEvent | None] = asyncio.Queue()
+        subscribers.add(self._queue)
+
+    def __aiter__(self) -> _Subscription:
+        return self
+
+    async def __anext__(self) -> SimulatedEvent:
+        event = await self._queue.get()
+        if event is None:
+            await self.aclose()
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        self._subscribers.discard(self._queue)
 
 
 def _md5(text: str) -> str:

@@ -6,6 +6,7 @@ import pytest
 
 from camhub import ConfigError, PluginHost, load_config_text
 from camhub_hikvision import HikvisionAdapter, HikvisionConfig
+from camhub_hikvision.config import RecordingClock
 
 CONFIG = """
 province: {id: p, name: Tỉnh Thử}
@@ -50,3 +51,22 @@ def test_unknown_vendor_key_is_rejected(host: PluginHost) -> None:
     assert [str(i) for i in caught.value.issues] == [
         "p.yaml:12: $.units[0].devices[0].bogus_key: unknown key 'bogus_key'"
     ]
+
+
+def test_hikvision_settings_are_read_and_checked(host: PluginHost) -> None:
+    keys = ", timeout: 3.5, event_idle_timeout: 45, recording_clock: local"
+    device = load_config_text(CONFIG % keys, host=host).device("d1")
+    assert isinstance(device, HikvisionConfig)
+    assert (device.timeout, device.event_idle_timeout, device.recording_clock) == (
+        3.5,
+        45.0,
+        RecordingClock.LOCAL,
+    )
+    defaults = load_config_text(CONFIG % "", host=host).device("d1")
+    assert isinstance(defaults, HikvisionConfig)
+    assert (defaults.timeout, defaults.event_idle_timeout) == (10.0, 30.0)
+    assert defaults.recording_clock is RecordingClock.UTC
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(CONFIG % ", timeout: 0, recording_clock: gmt", name="p.yaml", host=host)
+    paths = [issue.path for issue in caught.value.issues]
+    assert paths == ["$.units[0].devices[0].recording_clock", "$.units[0].devices[0].timeout"]

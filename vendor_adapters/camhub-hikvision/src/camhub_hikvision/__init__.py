@@ -6,9 +6,16 @@ from collections.abc import Callable
 
 from camhub import AdapterSpec, hookimpl
 from camhub_hikvision.adapter import HikvisionAdapter
-from camhub_hikvision.config import HikvisionConfig
+from camhub_hikvision.config import HikvisionConfig, RecordingClock
+from camhub_hikvision.events import EventTrigger
 
-__all__ = ["HikvisionAdapter", "HikvisionConfig", "camhub_register_adapters"]
+__all__ = [
+    "EventTrigger",
+    "HikvisionAdapter",
+    "HikvisionConfig",
+    "RecordingClock",
+    "camhub_register_adapters",
+]
 
 
 @hookimpl
