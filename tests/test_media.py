@@ -118,6 +118,26 @@ def test_mpeg_ts_clip_loads_from_annex_b_and_adts(media_dir: Path, aac_mp4: Path
     assert decoded_indices(path) == list(range(FRAMES))
 
 
+def test_a_long_mpeg_ts_clip_is_interleaved_and_its_audio_does_not_wrap(media_dir: Path) -> None:
+    # Longer than the muxer's 10 s interleave window: audio encoded after the video would land at
+    # the end of the file, and AAC's priming at -1024 would wrap to 26.5 hours in MPEG-TS.
+    path = make_clip(media_dir / "long.ts", seconds=11, width=320, height=180, video_bitrate=150_000)
+    with av.open(str(path)) as container:
+        packets = [
+            (p.stream.type, float(p.pts * p.time_base)) for p in container.demux() if p.pts is not None
+        ]
+    audio = [t for kind, t in packets if kind == "audio"]
+    video = [t for kind, t in packets if kind == "video"]
+    assert min(audio) >= 0
+    assert max(audio) < 11.5
+    assert min(video) >= 0
+    assert max(video) < 11.5
+    assert [kind for kind, _ in packets[:20]].count("audio") >= 3  # interleaved from the start
+    clip = load_clip(path)
+    assert len(clip.video) == 11 * FPS
+    assert clip.audio_duration == round(11 * 16000 / 1024) * 1024
+
+
 @pytest.mark.parametrize(("width", "height", "bitrate"), [(320, 180, 150_000), (352, 288, 300_000)])
 def test_frame_index_survives_small_pictures_and_low_bitrates(
     media_dir: Path, width: int, height: int, bitrate: int

@@ -665,7 +665,7 @@ def test_two_pyav_clients_on_one_path_both_receive(shared_server: RtspServer) ->
         first, second = pool.map(lambda _: receive(url, 2.5), range(2))
     for got in (first, second):
         assert_live_without_loss(got, 2.5)
-    # One live source: both see the same pictures at the same time (the same index at once).
+    # One live source fanned out: the two clients were shown the same pictures.
     assert set(first.indices) & set(second.indices)
 
 

@@ -26,6 +26,8 @@ from typing import Literal
 import attrs
 import av
 import av.audio.frame
+import av.audio.stream
+import av.container
 import av.video.frame
 import av.video.plane
 
@@ -286,7 +288,18 @@ def make_clip(
         ramp = (ramp * (width // len(ramp) + 2))[: width + 256]
         rng = random.Random(0)  # the same clip every time: the cache key is the parameters
         noise_rows = min(16, (height - _index_layout(width, height)[2]) // 4) // 2 * 2
+        samples = _tone(rate, seconds) if audio_stream is not None else b""
+        # PCMU goes in 20 ms frames (one RTP packet each); the AAC encoder re-chunks to 1024.
+        step = _PCMU_CHUNK if audio == "pcmu" else max(1, rate // 50)
+        audio_pos = 0
         for index in range(frames):
+            # Audio up to the end of this frame first, so the muxer interleaves the streams (MPEG-TS
+            # muxes what it holds after 10 s) and its first packet is the AAC priming at -1024:
+            # the muxer then shifts every stream by it, where otherwise it would wrap in MPEG-TS.
+            if audio_stream is not None:
+                audio_pos = _encode_audio(
+                    container, audio_stream, samples, audio_pos, (index + 1) * rate // fps, step
+                )
             frame = av.video.frame.VideoFrame(width, height, "yuv420p")
             noise = rng.randbytes(noise_rows * width)
             y, u, v = _frame_planes(index, width, height, burn_index, ramp, noise)
@@ -296,22 +309,32 @@ def make_clip(
             frame.pts = index
             frame.time_base = Fraction(1, fps)
             container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-
         if audio_stream is not None:
-            samples = _tone(rate, seconds)
-            # PCMU goes in 20 ms frames (one RTP packet each); the AAC encoder re-chunks to 1024.
-            step = _PCMU_CHUNK if audio == "pcmu" else rate // 10
-            for start in range(0, seconds * rate, step):
-                count = min(step, seconds * rate - start)
-                chunk = av.audio.frame.AudioFrame(format="s16", layout="mono", samples=count)
-                chunk.planes[0].update(samples[start * 2 : (start + count) * 2])
-                chunk.sample_rate = rate
-                chunk.pts = start
-                chunk.time_base = Fraction(1, rate)
-                container.mux(audio_stream.encode(chunk))
+            _encode_audio(container, audio_stream, samples, audio_pos, seconds * rate, step)
             container.mux(audio_stream.encode(None))
+        container.mux(video.encode(None))
     return out_path
+
+
+def _encode_audio(
+    container: av.container.OutputContainer,
+    stream: av.audio.stream.AudioStream,
+    samples: bytes,
+    start: int,
+    end: int,
+    step: int,
+) -> int:
+    """Encode and mux 16-bit mono ``samples[start:end]`` (in samples) in ``step``-sample frames."""
+    rate = stream.codec_context.sample_rate
+    for pos in range(start, end, step):
+        count = min(step, end - pos)
+        chunk = av.audio.frame.AudioFrame(format="s16", layout="mono", samples=count)
+        chunk.planes[0].update(samples[pos * 2 : (pos + count) * 2])
+        chunk.sample_rate = rate
+        chunk.pts = pos
+        chunk.time_base = Fraction(1, rate)
+        container.mux(stream.encode(chunk))
+    return end
 
 
 def read_frame_index(frame: av.video.frame.VideoFrame) -> int:
