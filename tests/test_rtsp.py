@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import attrs
 import av
 import av.error
 import pytest
@@ -415,6 +416,79 @@ def test_a_paused_path_sends_nothing_and_resumes_at_a_keyframe(aac_clip: Clip) -
     run(scenario())
 
 
+def test_an_audio_only_path_sends_just_the_audio_and_a_late_joiner_starts_at_the_next_frame(
+    aac_clip: Clip,
+) -> None:
+    async def scenario() -> None:
+        async with RtspServer() as server:
+            server.add_path("/mic", aac_clip, video=False)
+            silent = attrs.evolve(aac_clip, audio_codec=None, audio=(), audio_duration=0)
+            with pytest.raises(ValueError, match="audio"):
+                server.add_path("/silent", silent, video=False)
+            url = server.url_for("/mic")
+            early, late = await WireClient.connect(server), await WireClient.connect(server)
+
+            described = await early.request("DESCRIBE", url, {"Accept": "application/sdp"})
+            assert described.status == 200
+            sdp = described.body.decode()
+            assert [line for line in sdp.split("\r\n") if line.startswith("m=")] == ["m=audio 0 RTP/AVP 97"]
+            assert "a=rtpmap:97 MPEG4-GENERIC/16000/1" in sdp
+            assert "a=control:trackID=1" in sdp
+            assert "trackID=0" not in sdp
+            assert "H264" not in sdp
+            no_video = await early.request(
+                "SETUP", url + "/trackID=0", {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
+            )
+            assert no_video.status == 404
+
+            async def play(client: WireClient) -> tuple[Response, float]:
+                answer = await client.request(
+                    "SETUP", url + "/trackID=1", {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
+                )
+                assert answer.status == 200
+                session = answer.header("Session").split(";")[0]
+                played = await client.request("PLAY", url + "/", {"Session": session})
+                assert played.status == 200
+                return played, time.monotonic()
+
+            early_played, _ = await play(early)
+            await asyncio.sleep(0.5)
+            late_played, late_at = await play(late)
+            early_frames, late_frames = await asyncio.gather(early.frames_for(1.2), late.frames_for(1.2))
+            assert server.session_count("/mic") == 2
+            for client in (early, late):
+                await client.close()
+
+        # Each session opens with a sender report for its one track, then RTP on channel 0.
+        for frames in (early_frames, late_frames):
+            assert frames[0].channel == 1
+            assert {f.channel for f in frames} == {0, 1}
+        early_packets = [Rtp.parse(f) for f in early_frames if f.channel == 0]
+        late_packets = [Rtp.parse(f) for f in late_frames if f.channel == 0]
+        for played, frames, packets in (
+            (early_played, early_frames, early_packets),
+            (late_played, late_frames, late_packets),
+        ):
+            info = rtp_info(played)
+            assert list(info) == [url + "/trackID=1"]
+            seq0, ts0 = info[url + "/trackID=1"]
+            assert (packets[0].seq, packets[0].ts) == (seq0, ts0)
+            assert [p.seq for p in packets] == [(seq0 + i) & 0xFFFF for i in range(len(packets))]
+            assert {p.pt for p in packets} == {97}
+            assert {signed(b.ts - a.ts) for a, b in itertools.pairwise(packets)} == {1024}
+            (_, _, ssrc), *_ = sender_reports(frames, 1)
+            assert ssrc == packets[0].ssrc
+        # No keyframe to wait for: the late joiner gets the next audio frame (64 ms apart) at once.
+        assert late_packets[0].at - late_at < 1024 / 16000 + 0.05
+        # One live source fanned out: same SSRC, and the late joiner's frames are the early one's.
+        assert late_packets[0].ssrc == early_packets[0].ssrc
+        early_by_ts = {p.ts: p.payload for p in early_packets}
+        assert late_packets[0].ts in early_by_ts
+        assert all(early_by_ts[p.ts] == p.payload for p in late_packets if p.ts in early_by_ts)
+
+    run(scenario())
+
+
 def test_idle_sessions_time_out_and_keepalives_keep_them(aac_clip: Clip) -> None:
     async def scenario() -> None:
         async with RtspServer(session_timeout=1) as server:
@@ -738,3 +812,106 @@ def test_pyav_sees_close_all_sessions_as_the_end_of_the_stream(aac_clip: Clip) -
         assert thread.server.session_count() == 0
         # The server is still listening, like a camera after a restart.
         assert receive(url, 0.5).indices
+
+
+# --- audio-only paths (microphones) with PyAV ------------------------------------------------------
+
+
+@dataclass
+class AudioReceived:
+    """What a PyAV client got from an audio-only stream."""
+
+    streams: list[str] = field(default_factory=list)  # the type of each stream, e.g. ["audio"]
+    codec: str = ""
+    rate: int = 0
+    opened_at: float = 0.0
+    packets: list[tuple[float, int | None]] = field(default_factory=list)  # (arrival, pts)
+
+
+def receive_audio(
+    url: str, seconds: float, *, at: Callable[[float], None] | None = None, delay: float = 0.0
+) -> AudioReceived:
+    """Open an audio-only ``url`` with PyAV and demux for ``seconds``; ``at(elapsed)`` after each packet."""
+    time.sleep(delay)
+    got = AudioReceived()
+    with av.open(url, options=OPEN_OPTIONS) as container:
+        got.opened_at = time.monotonic()
+        got.streams = [stream.type for stream in container.streams]
+        audio = container.streams.audio[0].codec_context
+        got.codec, got.rate = audio.name, audio.sample_rate
+        for packet in container.demux():
+            now = time.monotonic()
+            if packet.size:
+                got.packets.append((now, packet.pts))
+            if at is not None:
+                at(now - got.opened_at)
+            if now - got.opened_at >= seconds:
+                break
+    return got
+
+
+def steady_rate(arrivals: list[float], since: float) -> float:
+    """Packets per second after ``since`` (past what the stream probe buffered)."""
+    steady = [at for at in arrivals if at >= since]
+    return (len(steady) - 1) / (steady[-1] - steady[0])
+
+
+@pytest.fixture(scope="module")
+def microphones(aac_clip: Clip, pcmu_clip: Clip) -> Iterator[ServerThread]:
+    with ServerThread() as thread:
+        thread.run(lambda: thread.server.add_path("/mic/aac", aac_clip, video=False))
+        thread.run(lambda: thread.server.add_path("/mic/pcmu", pcmu_clip, video=False))
+        yield thread
+
+
+@pytest.mark.parametrize(
+    ("path", "codec", "rate", "samples"),
+    [("/mic/aac", "aac", 16000, 1024), ("/mic/pcmu", "pcm_mulaw", 8000, 160)],
+)
+def test_pyav_receives_an_audio_only_path_live_on_two_clients(
+    microphones: ServerThread, path: str, codec: str, rate: int, samples: int
+) -> None:
+    url = microphones.server.url_for(path)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        # The second client joins a stream already playing.
+        clients = list(pool.map(lambda i: receive_audio(url, 2.0, delay=0.4 * i), range(2)))
+    for got in clients:
+        assert got.streams == ["audio"]
+        assert (got.codec, got.rate) == (codec, rate)
+        pts = [p for _, p in got.packets if p is not None]
+        assert len(pts) == len(got.packets)
+        assert all(b > a for a, b in itertools.pairwise(pts))
+        # Real time: after what the probe buffered, one packet per audio frame of the clip.
+        expected = rate / samples
+        measured = steady_rate([at for at, _ in got.packets], got.opened_at + 0.3)
+        assert 0.85 * expected < measured < 1.15 * expected, (measured, expected)
+        assert len(got.packets) > 1.7 * expected
+
+
+def test_pyav_audio_only_path_pauses_and_resumes(microphones: ServerThread) -> None:
+    server, path = microphones.server, "/mic/pcmu"
+    switched: list[float] = []
+
+    def pause_once(elapsed: float) -> None:
+        if elapsed >= 1.0 and not switched:
+            switched.append(time.monotonic())
+            # Paused for a second (the server's loop resumes it), then 1.5 s more of playing.
+            microphones.run(lambda: server.set_paused(path, True))
+            microphones.run(lambda: microphones.loop.call_later(1.0, server.set_paused, path, False))
+
+    got = receive_audio(server.url_for(path), 3.5, at=pause_once)
+    paused_at = switched[0]
+    arrivals = [at for at, _ in got.packets]
+    pts = [p for _, p in got.packets if p is not None]
+    assert len(pts) == len(got.packets)
+    assert all(b > a for a, b in itertools.pairwise(pts))
+    # Nothing arrived while paused (but what was on its way), then packets flowed again.
+    assert not [at for at in arrivals if paused_at + 0.1 < at < paused_at + 0.95]
+    after = [(at, p) for at, p in got.packets if at > paused_at + 0.95]
+    assert len(after) > 50  # 20 ms packets for about 1.5 s
+    assert steady_rate([at for at, _ in after], after[0][0] + 0.2) > 40
+    # The live clock kept running while paused: the timestamps jump by about the pause.
+    before = [p for at, p in got.packets if at <= paused_at + 0.1]
+    assert before[-1] is not None
+    assert after[0][1] is not None
+    assert (after[0][1] - before[-1]) / 8000 > 0.8

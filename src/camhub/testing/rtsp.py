@@ -4,7 +4,9 @@
 interleaved transport (what recorders use through NAT and firewalls; UDP is answered with
 461 Unsupported Transport). Each path is a live source: its clock starts when the path is added,
 every client sees the same picture at the same time, and a client that joins mid-stream starts
-at the next keyframe, which is preceded in-band by its SPS and PPS as cameras send them.
+at the next keyframe, which is preceded in-band by its SPS and PPS as cameras send them. A path
+added with ``video=False`` serves only the clip's audio, as a camera's microphone channel does:
+its SDP describes the audio track alone and a client that joins starts at the next audio frame.
 
 Packetization follows RFC 6184 (H.264: single NAL unit packets and FU-A, marker on the last
 packet of each access unit), RFC 3640 (AAC-hbr, one AU per packet) and RFC 3551 (PCMU). RTCP
@@ -175,10 +177,12 @@ class _Session:
 class _Path:
     """A live source: a clip looping on a clock that started when the path was added."""
 
-    def __init__(self, server: RtspServer, name: str, media: _Packetized) -> None:
+    def __init__(self, server: RtspServer, name: str, media: _Packetized, *, video: bool = True) -> None:
         self.server = server
         self.name = name
         self.media = media
+        #: False for an audio-only path (a microphone): the clip's video is never sent or described.
+        self.has_video = video
         clip = media.clip
         self.start = time.monotonic()
         # The wall-clock (NTP, 32.32 fixed point) at the same instant: sender reports count from it
@@ -209,6 +213,8 @@ class _Path:
         return loop * self.media.clip.duration + self.media.video_pts[i]
 
     def video_time(self, g: int) -> float:
+        if not self.has_video:
+            return math.inf
         return self.start + self.video_ticks(g) / 90000
 
     def video_rtp(self, g: int) -> int:
@@ -242,6 +248,14 @@ class _Path:
             self.audio_base + loop * self.media.clip.audio_duration + self.media.audio_pts[i]
         ) & 0xFFFFFFFF
 
+    def audio_index_at(self, t: float) -> int:
+        """The first audio frame due at or after ``t`` (the start of an audio-only schedule)."""
+        clip = self.media.clip
+        samples = max(0.0, (t - self.start) * clip.audio_rate)
+        loop, within = divmod(samples, clip.audio_duration)
+        i = bisect.bisect_left(self.media.audio_pts, within)
+        return int(loop) * len(self.media.audio_pts) + i
+
     def audio_index_from(self, ticks: int) -> int:
         """The first audio frame that starts at or after ``ticks`` (90 kHz)."""
         if not self.has_audio:
@@ -268,14 +282,24 @@ class _Path:
         return bool(self.sessions) and not self.paused and not self.server.frozen
 
     def resync(self, now: float) -> None:
-        """Jump the schedule to ``now`` (after idling or a fault); sessions restart at a keyframe."""
-        self.next_video = self.video_index_at(now)
-        self.next_audio = self.audio_index_from(self.video_ticks(self.next_video))
+        """Jump the schedule to ``now`` (after idling or a fault); sessions restart at a keyframe.
+
+        An audio-only path has no keyframes: its sessions restart at the next audio frame.
+        """
+        if self.has_video:
+            self.next_video = self.video_index_at(now)
+            self.next_audio = self.audio_index_from(self.video_ticks(self.next_video))
+        else:
+            self.next_audio = self.audio_index_at(now)
         for session in self.sessions:
             self.schedule_start(session)
 
     def schedule_start(self, session: _Session) -> None:
-        """Make ``session`` start at the next keyframe the scheduler has not sent yet."""
+        """Make ``session`` start at the next keyframe the scheduler has not sent yet.
+
+        A session without video (an audio-only path, or a client that set up audio alone) starts
+        at the next audio frame.
+        """
         if _VIDEO_TRACK in session.tracks:
             session.start_video = self.next_keyframe(self.next_video)
             # Everything sent so far is due before next_video, so this is never in the past.
@@ -381,9 +405,6 @@ class _Path:
         if cached is not None:
             return cached
         clip = self.media.clip
-        sprop = ",".join(base64.b64encode(p).decode() for p in (clip.sps, clip.pps))
-        seconds = clip.duration / 90000
-        video_kbps = max(1, round(sum(len(au.annexb) for au in clip.video) * 8 / seconds / 1000))
         lines = [
             "v=0",
             f"o=- {self.session_id} 1 IN IP4 {host}",
@@ -395,15 +416,21 @@ class _Path:
             "a=type:broadcast",
             "a=control:*",
             "a=range:npt=now-",
-            f"m=video 0 RTP/AVP {_PT_H264}",
-            f"b=AS:{video_kbps}",
-            f"a=rtpmap:{_PT_H264} H264/90000",
-            f"a=fmtp:{_PT_H264} packetization-mode=1;profile-level-id={clip.profile_level_id};"
-            f"sprop-parameter-sets={sprop}",
-            f"a=framerate:{float(clip.fps):g}",
-            f"a=x-dimensions:{clip.width},{clip.height}",
-            f"a=control:trackID={_VIDEO_TRACK}",
         ]
+        if self.has_video:
+            sprop = ",".join(base64.b64encode(p).decode() for p in (clip.sps, clip.pps))
+            seconds = clip.duration / 90000
+            video_kbps = max(1, round(sum(len(au.annexb) for au in clip.video) * 8 / seconds / 1000))
+            lines += [
+                f"m=video 0 RTP/AVP {_PT_H264}",
+                f"b=AS:{video_kbps}",
+                f"a=rtpmap:{_PT_H264} H264/90000",
+                f"a=fmtp:{_PT_H264} packetization-mode=1;profile-level-id={clip.profile_level_id};"
+                f"sprop-parameter-sets={sprop}",
+                f"a=framerate:{float(clip.fps):g}",
+                f"a=x-dimensions:{clip.width},{clip.height}",
+                f"a=control:trackID={_VIDEO_TRACK}",
+            ]
         if self.has_audio and clip.audio_codec == "aac":
             lines += [
                 f"m=audio 0 RTP/AVP {_PT_AAC}",
@@ -732,15 +759,22 @@ class RtspServer:
 
     # Paths.
 
-    def add_path(self, path: str, clip: Clip) -> None:
-        """Serve ``clip`` live on ``path`` (e.g. ``/Streaming/Channels/101``); its clock starts now."""
+    def add_path(self, path: str, clip: Clip, *, video: bool = True) -> None:
+        """Serve ``clip`` live on ``path`` (e.g. ``/Streaming/Channels/101``); its clock starts now.
+
+        With ``video=False`` the path serves only the clip's audio track, as a camera serves a
+        microphone channel: the SDP has just the audio m-line (``trackID=1``), and a client that
+        joins mid-stream starts at the next audio frame.
+        """
         key = _normalize(path)
         if key in self._paths:
             raise ValueError(f"path {path!r} is already served")
+        if not video and (clip.audio_codec is None or not clip.audio):
+            raise ValueError(f"path {path!r}: an audio-only path needs a clip with audio")
         media = self._packetized.get(id(clip))
         if media is None or media.clip is not clip:
             media = self._packetized[id(clip)] = _Packetized.of(clip, self.mtu)
-        live = _Path(self, key, media)
+        live = _Path(self, key, media, video=video)
         self._paths[key] = live
         if self._server is not None:
             self._start_path(live)
@@ -928,7 +962,9 @@ class RtspServer:
         if live is None or track_id not in (_VIDEO_TRACK, _AUDIO_TRACK):
             conn.respond(cseq, 404)
             return
-        if track_id == _AUDIO_TRACK and not live.has_audio:
+        if (track_id == _AUDIO_TRACK and not live.has_audio) or (
+            track_id == _VIDEO_TRACK and not live.has_video
+        ):
             conn.respond(cseq, 404)
             return
         if session is not None and (session.path is not live or session.connection is not conn):
