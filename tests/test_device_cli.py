@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from toy_simulator import ToySimulator  # examples/toy_adapter/tests, on pytest's pythonpath
 
-from camhub.testing.simulator import DeviceProfile
+from camhub.testing.simulator import DeviceProfile, SimulatedDevice
 from provinces import REPO
 
 PASSWORD = "toy-Đồng-Nai-pw"
@@ -124,3 +124,68 @@ def test_unsupported_capability_and_unknown_device(config: Path) -> None:
     )
     missing = camhub("device", "info", str(config), "nope")
     assert missing.stderr.strip() == "camhub: error: no device 'nope' in the configuration"
+
+
+@pytest.fixture(scope="module", params=["hikvision", "dahua"])
+def vendor_device(request: pytest.FixtureRequest) -> Iterator[tuple[str, SimulatedDevice]]:
+    """A vendor simulator (an NVR with 4 channels) on its own loop in a thread."""
+    from camhub.testing.dahua import DahuaSimulator
+    from camhub.testing.hikvision import HikvisionSimulator
+
+    vendor: str = request.param
+    profile = DeviceProfile(
+        model=f"{vendor.upper()}-NVR-X",
+        serial=f"SN-{vendor}-1",
+        firmware="9.9.9",
+        mac="02:00:00:00:00:77",
+        channels=4,
+        nvr=True,
+        password=PASSWORD,
+    )
+    kind = HikvisionSimulator if vendor == "hikvision" else DahuaSimulator
+    loop = asyncio.new_event_loop()
+    sim = kind(profile)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(sim.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield vendor, sim
+    asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def test_device_info_against_vendor_simulators(
+    vendor_device: tuple[str, SimulatedDevice], tmp_path: Path
+) -> None:
+    vendor, sim = vendor_device
+    config = tmp_path / "p.yaml"
+    config.write_text(
+        f"""\
+province: {{id: thu, name: Tỉnh Thử}}
+levels: [{{id: province, name: Tỉnh}}]
+bodies: [{{id: hcc, name: Trung tâm HCC, level: province, article5: "5.3"}}]
+credentials: {{site: {{username: admin, password: {{$env: TOY_PW}}}}}}
+units:
+  - id: thu
+    name: Tỉnh Thử
+    level: province
+    managing_body: hcc
+    devices:
+      - {{id: nvr-1, vendor: {vendor}, kind: nvr, host: 127.0.0.1, port: {sim.port}, credentials: site}}
+""",
+        encoding="utf-8",
+    )
+    result = camhub("device", "info", str(config), "nvr-1")
+    assert result.returncode == 0, result.stderr
+    for expected in (f"{vendor.upper()}-NVR-X", f"SN-{vendor}-1", "9.9.9", "02:00:00:00:00:77"):
+        assert expected in result.stdout, result.stdout
+    assert "│ channels │ 4" in result.stdout
+    assert PASSWORD not in result.stdout + result.stderr

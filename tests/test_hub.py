@@ -18,11 +18,11 @@ from typing import Any
 import av
 import pytest
 from gst_peer import GstRtspServer, require_gst
-from provinces import REPO
 
 from camhub import PluginHost, hookimpl, load_config
 from camhub.catalog import Catalog, GapCause, SegmentRecord
 from camhub.hub import Hub, HubSettings
+from provinces import REPO
 
 PASSWORD = "cam-Pässword-77"
 
@@ -70,8 +70,12 @@ units:
 
 def camhub(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "camhub", *args], cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
+        [sys.executable, "-m", "camhub", *args],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
     )
 
 
@@ -88,13 +92,19 @@ def test_run_records_every_channel_and_status_shows_it(peer: GstRtspServer, tmp_
     config = province_yaml(peer, tmp_path)
     data = tmp_path / "data"
     port = _free_port()
-    hub = camhub("run", str(config), "--data-dir", str(data), "--segment-seconds", "4",
-                 "--metrics-port", str(port))
+    hub = camhub(
+        "run", str(config), "--data-dir", str(data), "--segment-seconds", "4", "--metrics-port", str(port)
+    )
     try:
         wait_for(lambda: (data / "status.json").exists(), 20)
         wait_for(lambda: len(list(data.rglob("*Z.mp4"))) >= 6, 40)
-        status = subprocess.run([sys.executable, "-m", "camhub", "status", str(config), "--data-dir", str(data)],
-                                capture_output=True, text=True, cwd=REPO, env={**os.environ, "COLUMNS": "200"})
+        status = subprocess.run(
+            [sys.executable, "-m", "camhub", "status", str(config), "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         assert status.returncode == 0, status.stderr
         assert status.stdout.count("recording") == 3, status.stdout
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -132,7 +142,9 @@ def test_kill_9_then_restart_recovers_and_catalog_matches_disk(peer: GstRtspServ
     assert not list(data.rglob("*.partial.mp4"))
     on_disk = {str(p) for p in data.rglob("*.mp4")}
     with Catalog.open(str(data / "catalog.db")) as catalog:
-        catalogued = {str(s.local_path) for ch in (1, 2, 3) for s in catalog.segments("enc-1", ch, _epoch(), _far())}
+        catalogued = {
+            str(s.local_path) for ch in (1, 2, 3) for s in catalog.segments("enc-1", ch, _epoch(), _far())
+        }
     assert on_disk == catalogued, "the catalog and the disk agree"
     for path in on_disk:  # every segment, the recovered ones too, decodes
         with av.open(path) as container:
