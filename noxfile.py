@@ -63,7 +63,9 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict for the core, its tests and every distribution."""
-    _install_all(session, "mypy>=1.10", "types-PyYAML", "types-jsonschema", "nox", *TEST_DEPS)
+    _install_all(
+        session, "mypy>=1.10", "types-PyYAML", "types-jsonschema", "types-defusedxml", "nox", *TEST_DEPS
+    )
     session.run("mypy", "--strict", "src", "tests", "noxfile.py")
     for dist in DISTRIBUTIONS:
         targets = [name for name in ("src", "tests") if (dist / name).is_dir()]
@@ -75,8 +77,14 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation, warnings as errors (generated hook and config references)."""
     _install_all(
-        session, "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings-python>=1.10", "mkdocs-gen-files>=0.5"
+        session,
+        "mkdocs>=1.6",
+        "mkdocs-material>=9.5",
+        "mkdocstrings-python>=1.10",
+        "mkdocs-gen-files>=0.5",
+        "ruff>=0.6",
     )
+    session.env.update({"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"})
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
 
 

@@ -293,7 +293,7 @@ def _frame_step(stream: Any) -> int:
     rate = getattr(stream, "average_rate", None) or getattr(stream, "guessed_rate", None) or Fraction(25)
     if stream.type == "audio":
         rate = Fraction(stream.codec_context.sample_rate or 8000, stream.codec_context.frame_size or 1024)
-    return max(1, int(round(1 / (Fraction(rate) * stream.time_base))))
+    return max(1, round(1 / (Fraction(rate) * Fraction(stream.time_base))))
 
 
 class ChannelRecorder:
