@@ -91,6 +91,6 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, side by side with their peers; results go to docs/benchmarks.md by hand."""
-    _install_all(session)
+    _install_all(session, "onvif-zeep-async>=4.3,<5", "types-defusedxml")
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

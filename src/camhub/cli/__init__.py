@@ -234,6 +234,8 @@ def schema(state: _State) -> None:
 cli.add_command(device_commands.device)
 cli.add_command(hub_commands.run)
 cli.add_command(hub_commands.status)
+cli.add_command(hub_commands.demo)
+cli.add_command(hub_commands.simulate)
 cli.add_command(device_commands.discover)
 
 

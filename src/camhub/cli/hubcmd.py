@@ -192,3 +192,74 @@ def _rate(bits_per_second: float) -> str:
 
 def _local(iso: str) -> str:
     return (datetime.fromisoformat(iso).astimezone(UTC) + timedelta(hours=7)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.command()
+@click.option("--seconds", type=float, default=60.0, show_default=True, help="How long to record.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("camhub-demo"),
+    show_default=True,
+    help="Where the demo's segments and catalog go.",
+)
+@click.pass_obj
+def demo(state: Any, seconds: float, data_dir: Path) -> None:
+    """Record a simulated province for about a minute: no configuration, nothing to install."""
+    from camhub.demo import run_demo
+
+    asyncio.run(run_demo(data_dir=data_dir, seconds=seconds, host=state.host))
+
+
+@click.command()
+@click.option("--hikvision", type=click.IntRange(0, 500), default=1, show_default=True)
+@click.option("--dahua", type=click.IntRange(0, 500), default=1, show_default=True)
+@click.option("--onvif", type=click.IntRange(0, 500), default=1, show_default=True)
+@click.option(
+    "--channels", type=click.IntRange(1, 16), default=1, show_default=True, help="Cameras per device."
+)
+@click.option("--first-port", type=click.IntRange(1024, 60000), default=20000, show_default=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("fleet.yaml"),
+    show_default=True,
+    help="The configuration written for the fleet.",
+)
+@click.option("--seconds", type=float, default=None, help="Stop after this long (default: until Ctrl-C).")
+@click.pass_obj
+def simulate(
+    state: Any,
+    hikvision: int,
+    dahua: int,
+    onvif: int,
+    channels: int,
+    first_port: int,
+    output: Path,
+    seconds: float | None,
+) -> None:
+    """Start simulated devices on 127.0.0.1 and write a configuration that points at them."""
+    from camhub.testing.fleet import Fleet, fleet_yaml
+
+    secret = output.parent / "fleet-password"
+    secret.write_text("camhub-sim-1\n", encoding="utf-8")
+    counts = {"hikvision": hikvision, "dahua": dahua, "onvif": onvif}
+    output.write_text(
+        fleet_yaml(counts, first_port=first_port, secret_file=secret.name, channels=channels),
+        encoding="utf-8",
+    )
+    province = state.load(output)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        if seconds is not None:
+            loop.call_later(seconds, stop.set)
+        async with Fleet(province) as fleet:
+            click.echo(f"{len(fleet.devices)} simulated devices up; configuration: {output} (Ctrl-C to stop)")
+            await stop.wait()
+
+    asyncio.run(serve())

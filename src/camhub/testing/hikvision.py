@@ -231,9 +231,6 @@ class HikvisionSimulator(SimulatedDevice):
         """Hikvision's live path: ``/Streaming/Channels/101`` is channel 1's main stream."""
         return f"/Streaming/Channels/{channel}0{1 if main else 2}"
 
-    def stream_url(self, channel: int, main: bool = True) -> str:
-        return self.rtsp_url + self.rtsp_path(channel, main)
-
     @property
     def alert_streams(self) -> int:
         """How many alert streams are open (each receives every event emitted from now on)."""

@@ -171,6 +171,10 @@ class SimulatedDevice:
         """The media server path serving a channel of this device."""
         return f"/{self.vendor or 'sim'}/{self._port}/ch{channel}/{'main' if main else 'sub'}"
 
+    def stream_url(self, channel: int, main: bool = True) -> str:
+        """The live stream URL the device gives for a channel (on :attr:`rtsp_url`'s server)."""
+        return self.rtsp_url + self.rtsp_path(channel, main)
+
     # -- HTTP Digest -------------------------------------------------------------------------
     def _challenge(self, stale: bool = False) -> str:
         nonce = secrets.token_hex(16)

@@ -7,8 +7,17 @@ from collections.abc import Callable
 from camhub import AdapterSpec, hookimpl
 from camhub_onvif.adapter import OnvifAdapter
 from camhub_onvif.config import OnvifConfig
+from camhub_onvif.discovery import DiscoveredDevice, discover
+from camhub_onvif.recordings import ReplaySource
 
-__all__ = ["OnvifAdapter", "OnvifConfig", "camhub_register_adapters"]
+__all__ = [
+    "DiscoveredDevice",
+    "OnvifAdapter",
+    "OnvifConfig",
+    "ReplaySource",
+    "camhub_register_adapters",
+    "discover",
+]
 
 
 @hookimpl

@@ -22,3 +22,9 @@ class OnvifConfig(DeviceConfig):
         default="both",
         pattern=r"^(ws-security|digest|both)$",
     )
+    timeout: float = setting(
+        "Seconds allowed for one SOAP request, answer included (event polls get their wait on top).",
+        default=10.0,
+        minimum=0.1,
+        maximum=300,
+    )
