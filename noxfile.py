@@ -8,6 +8,7 @@ against the core in this checkout and runs its own tests.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import nox
@@ -28,8 +29,14 @@ DISTRIBUTIONS = [
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20"]
 
 
+def _with_test_extra(dist: Path) -> str:
+    """``dist[test]`` when the distribution declares a ``test`` extra (its test peers, stubs)."""
+    project = tomllib.loads((dist / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return f"{dist}[test]" if "test" in project.get("optional-dependencies", {}) else str(dist)
+
+
 def _install_all(session: nox.Session, *extra: str) -> None:
-    editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", str(dist))]
+    editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", _with_test_extra(dist))]
     session.install("-e", ".[testing]", *editable, *extra)
 
 

@@ -22,12 +22,12 @@ from camhub import (
     FilesystemStorageConfig,
     PluginHost,
     ProvinceConfig,
-    StorageBackendSpec,
     hookimpl,
     hookspecs,
     load_config_text,
 )
 from camhub.adapter import DiscoveredDevice
+from camhub.storage import FilesystemStorage
 from provinces import BASE, REPO
 
 Install = Callable[[str, str, str, str], None]
@@ -56,7 +56,7 @@ def info(host: PluginHost, name: str) -> tuple[str, str]:
 
 def test_installed_adapters_form_the_vendor_union(host: PluginHost) -> None:
     assert set(host.adapters) >= {"hikvision", "dahua", "onvif", "toy", "rtsp"}
-    assert set(host.storage_backends) == {"filesystem"}
+    assert {"filesystem", "s3"} <= set(host.storage_backends)
 
 
 def test_toy_adapter_out_of_tree_appears_and_validates(host: PluginHost) -> None:
@@ -180,13 +180,13 @@ def test_hook_camhub_register_adapters() -> None:
     assert set(host.device_config_types()) == {"acme", "rtsp"}  # rtsp: the built-in plugin's
 
 
-def test_hook_camhub_register_storage_backends() -> None:
+def test_hook_camhub_register_storage_backends(tmp_path: Path) -> None:
     host = PluginHost()
-    assert host.storage_backends["filesystem"] == StorageBackendSpec(
-        name="filesystem",
-        config_type=FilesystemStorageConfig,
-        description="a folder on a local or mounted disk",
-    )
+    spec = host.storage_backends["filesystem"]
+    assert (spec.name, spec.config_type) == ("filesystem", FilesystemStorageConfig)
+    store = spec.factory(FilesystemStorageConfig(backend="filesystem", path="central"), tmp_path)
+    assert isinstance(store, FilesystemStorage)
+    assert store.root == tmp_path.resolve() / "central"
 
     class Bad:
         @staticmethod

@@ -8,14 +8,16 @@ ask them for identity, time or events.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import attrs
 
 from camhub.adapter import Capability, DeviceAdapter, MediaSource, StreamProfile
 from camhub.errors import DeviceUnsupported
 from camhub.hookspecs import hookimpl
-from camhub.model import DeviceConfig, FilesystemStorageConfig, setting
+from camhub.model import DeviceConfig, FilesystemStorageConfig, StorageConfig, setting
 from camhub.plugins import AdapterSpec, StorageBackendSpec
+from camhub.storage import FilesystemStorage
 
 __all__ = ["RtspCameraAdapter", "RtspCameraConfig", "RtspStream"]
 
@@ -56,12 +58,18 @@ class RtspCameraAdapter(DeviceAdapter):
         raise DeviceUnsupported(self.config.id, f"no stream is configured for channel {channel}")
 
 
+def _open_folder(config: StorageConfig, data_dir: Path) -> FilesystemStorage:
+    assert isinstance(config, FilesystemStorageConfig)
+    return FilesystemStorage(data_dir / config.path)  # an absolute path stays absolute
+
+
 @hookimpl
 def camhub_register_storage_backends(register: Callable[[StorageBackendSpec], None]) -> None:
     register(
         StorageBackendSpec(
             name="filesystem",
             config_type=FilesystemStorageConfig,
+            factory=_open_folder,
             description="a folder on a local or mounted disk",
         )
     )

@@ -7,6 +7,8 @@ handle any vendor with the same ``except`` clauses::
     ├── ConfigError                  the YAML configuration is invalid (carries every issue)
     ├── SecretError                  a {$env: …} / {$file: …} reference cannot be resolved
     ├── PluginError                  a plugin could not be loaded or registered
+    ├── StorageError                 a store refused or failed (in :mod:`camhub.storage`:
+    │                                locked, not found, digest mismatch, unavailable, …)
     └── DeviceError                  talking to one device failed (names the device)
         ├── DeviceUnreachable        connection refused, DNS, network down
         ├── DeviceTimeout            no answer within the timeout (also: a stalled stream)

@@ -13,6 +13,7 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -27,6 +28,7 @@ from camhub.model import DeviceConfig, StorageConfig
 if TYPE_CHECKING:
     from camhub.adapter import DeviceAdapter, DiscoveredDevice
     from camhub.province import ProvinceConfig
+    from camhub.storage import Storage
 
 __all__ = [
     "ADAPTERS_GROUP",
@@ -67,11 +69,13 @@ class StorageBackendSpec:
     :param name: the YAML ``backend:`` value.
     :param config_type: the backend configuration class, a subclass of
         :class:`~camhub.model.StorageConfig`.
+    :param factory: opens the store from its configuration and the hub's data folder.
     :param description: one line for ``camhub plugins``.
     """
 
     name: str
     config_type: type[StorageConfig]
+    factory: Callable[[StorageConfig, Path], Storage]
     description: str = ""
 
 
@@ -259,6 +263,8 @@ class PluginHost:
                 raise PluginError(f"register() takes a StorageBackendSpec, got {type(spec).__name__}")
             if not (isinstance(spec.config_type, type) and issubclass(spec.config_type, StorageConfig)):
                 raise PluginError(f"backend {spec.name!r}: config_type must subclass StorageConfig")
+            if not callable(spec.factory):
+                raise PluginError(f"backend {spec.name!r}: factory must be callable")
             if spec.name in self._storage or any(s.name == spec.name for s in storage):
                 raise PluginError(f"storage backend {spec.name!r} is already registered")
             storage.append(spec)
