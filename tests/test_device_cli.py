@@ -9,8 +9,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from toy_simulator import ToySimulator  # examples/toy_adapter/tests, on pytest's pythonpath
@@ -19,6 +21,7 @@ from camhub.testing.simulator import DeviceProfile, SimulatedDevice
 from provinces import REPO
 
 PASSWORD = "toy-Đồng-Nai-pw"
+SimulatedDeviceT = TypeVar("SimulatedDeviceT", bound=SimulatedDevice)
 PROFILE = DeviceProfile(
     model="TOY-200",
     serial="SN-0042",
@@ -30,11 +33,10 @@ PROFILE = DeviceProfile(
 )
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[ToySimulator]:
-    """The simulator on its own event loop in a thread, while the CLI runs as a subprocess."""
+@contextmanager
+def serving(sim: SimulatedDeviceT) -> Iterator[SimulatedDeviceT]:
+    """Run a simulator on its own event loop in a thread, while the CLI runs as a subprocess."""
     loop = asyncio.new_event_loop()
-    sim = ToySimulator(PROFILE)
     ready = threading.Event()
 
     def serve() -> None:
@@ -46,10 +48,18 @@ def simulator() -> Iterator[ToySimulator]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     assert ready.wait(10)
-    yield sim
-    asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    try:
+        yield sim
+    finally:
+        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[ToySimulator]:
+    with serving(ToySimulator(PROFILE)) as sim:
+        yield sim
 
 
 @pytest.fixture
@@ -143,23 +153,8 @@ def vendor_device(request: pytest.FixtureRequest) -> Iterator[tuple[str, Simulat
         password=PASSWORD,
     )
     kind = HikvisionSimulator if vendor == "hikvision" else DahuaSimulator
-    loop = asyncio.new_event_loop()
-    sim = kind(profile)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(sim.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield vendor, sim
-    asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serving(kind(profile)) as sim:
+        yield vendor, sim
 
 
 def test_device_info_against_vendor_simulators(

@@ -49,7 +49,7 @@ from camhub.errors import (
     DeviceUnsupported,
 )
 
-__all__ = ["REPORT_ENV", "AdapterConformance", "Expectations", "KitTarget"]
+__all__ = ["REPORT_ENV", "AdapterConformance", "Expectations", "KitTarget", "write_report"]
 
 REPORT_ENV = "CAMHUB_CONFORMANCE_REPORT"
 AdapterFactory = Callable[[httpx.AsyncClient, str], DeviceAdapter]
@@ -143,7 +143,7 @@ class AdapterConformance:
         vendor = self.vendor or type(self).__name__
         results = AdapterConformance._results.setdefault(vendor, {})
         results[key] = outcome
-        _write_report(vendor, results)
+        write_report("adapters", vendor, results)
 
     # -- identity, time, channels -------------------------------------------------------------
     def test_identity(self) -> None:
@@ -403,15 +403,17 @@ def _captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
         yield logs
 
 
-def _write_report(vendor: str, results: dict[str, str]) -> None:
+def write_report(section: str, name: str, results: dict[str, str]) -> None:
+    """Record one subject's kit results under ``section`` (``adapters``, ``storage``) of
+    ``conformance-report.json`` (or ``$CAMHUB_CONFORMANCE_REPORT``), keeping the other entries."""
     path = Path(os.environ.get(REPORT_ENV, "conformance-report.json"))
     try:
         report = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except (OSError, ValueError):
         report = {}
     report.setdefault("camhub", __version__)
-    adapters = report.setdefault("adapters", {})
-    adapters[vendor] = {
+    entries = report.setdefault(section, {})
+    entries[name] = {
         "results": dict(sorted(results.items())),
         "passed": sum(v == "passed" for v in results.values()),
         "failed": sum(v == "failed" for v in results.values()),

@@ -20,7 +20,6 @@ for every backend. Every outcome is written to ``conformance-report.json`` (or
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import tracemalloc
@@ -32,7 +31,6 @@ from typing import ClassVar
 
 import pytest
 
-from camhub._version import __version__
 from camhub.storage import (
     DigestMismatch,
     InvalidKey,
@@ -43,7 +41,7 @@ from camhub.storage import (
     StoredObject,
     segment_key,
 )
-from camhub.testing.kit import REPORT_ENV
+from camhub.testing.kit import write_report
 
 __all__ = ["StorageConformance"]
 
@@ -118,7 +116,7 @@ class StorageConformance:
         backend = self.backend or type(self).__name__
         results = StorageConformance._results.setdefault(backend, {})
         results[key] = outcome
-        _write_report(backend, results)
+        write_report("storage", backend, results)
 
     # -- always -------------------------------------------------------------------------------
     def test_round_trip(self, tmp_path: Path) -> None:
@@ -396,20 +394,3 @@ def _check_object(obj: StoredObject, key: str, data: bytes) -> None:
     assert obj.size == len(data), f"{key}: size {obj.size} != {len(data)}"
     assert obj.sha256 == _sha(data), f"{key}: sha256 {obj.sha256} != {_sha(data)}"
     assert obj.stored_at.tzinfo is not None, "stored_at must be timezone-aware"
-
-
-def _write_report(backend: str, results: dict[str, str]) -> None:
-    path = Path(os.environ.get(REPORT_ENV, "conformance-report.json"))
-    try:
-        report = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except (OSError, ValueError):
-        report = {}
-    report.setdefault("camhub", __version__)
-    storage = report.setdefault("storage", {})
-    storage[backend] = {
-        "results": dict(sorted(results.items())),
-        "passed": sum(v == "passed" for v in results.values()),
-        "failed": sum(v == "failed" for v in results.values()),
-        "skipped": sum(v == "skipped" for v in results.values()),
-    }
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
