@@ -64,17 +64,19 @@ def _version_key(path: Path) -> tuple[int, ...]:
 def postgres_bindir(candidates: Sequence[Path] | None = None) -> Path | None:
     """The newest folder holding PostgreSQL's ``initdb`` and ``pg_ctl`` (Debian keeps them off PATH).
 
-    ``CAMHUB_PG_BINDIR`` chooses one explicitly.
+    ``CAMHUB_PG_BINDIR`` names the one to use (and only that one).
     """
     if candidates is None:
         chosen = os.environ.get("CAMHUB_PG_BINDIR")
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
         on_path = shutil.which("pg_ctl")
-        candidates = [
-            *([Path(chosen)] if chosen else []),
-            *found,
-            *([Path(on_path).resolve().parent] if on_path else []),
-        ]
+        candidates = (
+            [Path(chosen)]
+            if chosen
+            else [
+                *sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True),
+                *([Path(on_path).resolve().parent] if on_path else []),
+            ]
+        )
     for folder in candidates:
         if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
             return folder
@@ -258,7 +260,10 @@ def postgres_server() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL cluster for the whole test session."""
     bindir = postgres_bindir()
     if bindir is None:
-        peer_missing("PostgreSQL is not installed (no initdb/pg_ctl under /usr/lib/postgresql/*/bin)")
+        peer_missing(
+            "PostgreSQL is not installed (no initdb/pg_ctl under /usr/lib/postgresql/*/bin, "
+            "or in CAMHUB_PG_BINDIR when it is set)"
+        )
     with running_postgres(bindir) as server:
         yield server
 

@@ -149,9 +149,16 @@ def test_many_hubs_opening_an_empty_catalog_at_once_migrate_it_once(database_url
         assert list(pool.map(open_one, range(4))) == [head_revision()] * 4
 
 
-def test_a_catalog_behind_the_code_is_refused_without_migrate(database_url: str) -> None:
+def test_a_catalog_behind_or_ahead_of_the_code_is_refused(database_url: str) -> None:
     with pytest.raises(CatalogUnavailable, match="migrate=True"):
         Catalog.open(database_url, migrate=False)
+    Catalog.open(database_url).close()
+    engine = create_engine(make_url(alembic_config(database_url).get_main_option("sqlalchemy.url") or ""))
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    engine.dispose()
+    with pytest.raises(CatalogUnavailable, match=r"'f00d', which this camhub .* written by a newer camhub"):
+        Catalog.open(database_url)
 
 
 def test_connection_settings(catalog: Catalog, engine: Engine) -> None:

@@ -107,6 +107,8 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # 32 MiB of page cache (the default is 2 MiB): a channel-day touches ~1,440 table pages.
+            cursor.execute("PRAGMA cache_size=-32768")
         finally:
             cursor.close()
 

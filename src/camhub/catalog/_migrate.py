@@ -20,11 +20,20 @@ from typing import Any
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import URL, Connection
 
 from camhub.catalog._engine import WRITE_OPTIONS, make_engine, resolve_url
 
-__all__ = ["MIGRATIONS", "alembic_config", "current_revision", "head_revision", "run_environment"]
+__all__ = [
+    "MIGRATIONS",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "is_known",
+    "run_environment",
+    "upgrade",
+]
 
 #: The Alembic script directory inside the package.
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -45,6 +54,14 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the catalog has no migrations"
     return head
+
+
+def is_known(revision: str) -> bool:
+    """True when this version of camhub has the migration ``revision`` (false: a newer camhub wrote it)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def current_revision(connection: Connection) -> str | None:
