@@ -42,7 +42,7 @@ from camhub.recorder import (
 if TYPE_CHECKING:
     from camhub.catalog import Catalog
 
-__all__ = ["Hub", "HubSettings", "read_status", "storage_key"]
+__all__ = ["Hub", "HubSettings", "read_status"]
 
 STATUS_FILE = "status.json"
 
@@ -73,12 +73,6 @@ class HubSettings:
     @property
     def spool(self) -> Path:
         return self.data_dir / "spool"
-
-
-def storage_key(province_id: str, segment: SealedSegment) -> str:
-    """``<province>/<device>/<channel>/<UTC date>/<start>_<end>.mp4`` (DESIGN §5): never the
-    unit path, which changes when units merge."""
-    return f"{province_id}/{segment.key.device_id}/{segment.key.channel}/{segment.start:%Y-%m-%d}/{segment.path.name}"
 
 
 class _Sink:
