@@ -122,7 +122,11 @@ def _utc_now() -> datetime:
 
 
 class _Segment:
-    """One fragmented-MP4 segment being written under its temporary name."""
+    """One fragmented-MP4 segment being written under its temporary name.
+
+    Per packet it works in integer timestamps and float seconds since the connection's anchor
+    (``rel``); its wall-clock end is worked out once, when it is closed (see ``end_at``).
+    """
 
     def __init__(
         self,
@@ -131,10 +135,14 @@ class _Segment:
         audio: av.audio.stream.AudioStream | None,
         start: datetime,
         base: dict[int, int],
+        start_rel: float = 0.0,
     ) -> None:
         self.path = path
         self.start = start
         self.end = start
+        self.start_rel = start_rel  # seconds since the connection's anchor, at ``start``
+        self.end_rel = start_rel  # the latest end of a written packet, on the same scale
+        self.due_rel = float("inf")  # from here on, a cut point may be due (set by the recorder)
         self.base = base  # per input stream index: the timestamp that becomes 0
         self.last_dts: dict[int, int] = {}
         self.output = av.open(str(path), "w", format="mp4", options=_FMP4_OPTIONS)
@@ -160,32 +168,59 @@ class _Segment:
         self.audio_codec = (
             ("aac" if self.audio_encoder is not None else self.audio_source_codec) if audio else None
         )
+        # Everything ``write`` needs per input stream, looked up once per packet:
+        # (output stream, True when the packet must be moved to it, seconds per tick, base).
+        # mux_one() only reads the packet's stream index, so a packet whose index is already the
+        # output stream's skips the ``stream`` setter.
+        self._routes: dict[int, tuple[Any, bool, float, int]] = {
+            stream.index: (
+                self.streams[stream.index],
+                self.streams[stream.index].index != stream.index,
+                float(stream.time_base or 0),
+                base.get(stream.index, 0),
+            )
+            for stream in (video, audio)
+            if stream is not None
+        }
+        self._mux_one = self.output.mux_one
 
-    def write(self, packet: av.Packet[Any], at: datetime) -> None:
-        """Write a packet that happened at wall time ``at`` (its end extends the segment)."""
-        index = packet.stream_index
-        out = self.streams.get(index)
-        if out is None or packet.dts is None:
+    def write(self, packet: av.Packet[Any], index: int, dts: int, rel: float) -> None:
+        """Write a packet of input stream ``index`` with decoding timestamp ``dts`` (not None),
+        which happened ``rel`` seconds after the connection's anchor (its end extends the segment).
+        """
+        route = self._routes.get(index)
+        if route is None:
             return
+        out, move, tick, base = route
+        duration = packet.duration  # read before mux_one() rescales it to the output time base
         if out is self.audio_encoder:
             self._transcode(packet)
         else:
-            base = self.base[index]
-            dts = packet.dts - base
-            pts = (packet.pts if packet.pts is not None else packet.dts) - base
-            last = self.last_dts.get(index)
+            pts = packet.pts
+            dts -= base
+            pts = dts if pts is None else pts - base
+            last_dts = self.last_dts
+            last = last_dts.get(index)
             if last is not None and dts <= last:
                 # Equal or decreasing DTS (split access units, RTP jitter): nudge, never drop.
                 dts = last + 1
-            pts = max(pts, dts)
+            if pts < dts:
+                pts = dts
             if dts < 0:  # audio that arrived just after the cut but belongs a moment before it
                 return
-            self.last_dts[index] = dts
-            packet.dts, packet.pts = dts, pts
-            packet.stream = out
-            self.output.mux(packet)
-        duration = packet.duration * packet.time_base if packet.duration else 0
-        self.end = max(self.end, at + timedelta(seconds=float(duration)))
+            last_dts[index] = dts
+            packet.dts = dts
+            packet.pts = pts
+            if move:
+                packet.stream = out
+            self._mux_one(packet)
+        end = rel + duration * tick if duration else rel
+        if end > self.end_rel:
+            self.end_rel = end
+
+    def end_at(self) -> datetime:
+        """The wall-clock end of what was written: ``start`` plus the span of its packets."""
+        return self.start + timedelta(seconds=self.end_rel - self.start_rel)
 
     def _transcode(self, packet: av.Packet[Any]) -> None:
         assert self.audio_resampler is not None
@@ -252,6 +287,10 @@ def seal(
 class _Connection:
     """Per-connection timing: the wall-clock anchor, and timestamps for packets that lack them.
 
+    Timing stays in numbers per packet: a packet's time is ``rel``, float seconds since the
+    anchor (the first keyframe), from its integer DTS and its stream's seconds per tick; it
+    becomes a wall-clock time (:meth:`wall`) only where one is needed — at cuts, gaps and outages.
+
     RTSP depacketizers hand some packets over without timestamps (a keyframe carrying its
     parameter sets, at the start of a stream): such a packet is held until the next packet of
     its stream and stamped one frame before it.
@@ -261,14 +300,28 @@ class _Connection:
         self.video = video
         self.audio = audio
         self.lead = video if video is not None else audio
+        self.lead_index: int = self.lead.index
         self.anchor_wall: datetime | None = None
-        self.anchor_ts: Fraction | None = None
+        self.anchor: float | None = None  # the anchor packet's DTS in seconds
+        self.written_rel: float | None = None  # ``rel`` of the last packet written
+        self.seconds: dict[int, float] = {
+            s.index: float(s.time_base or 0) for s in (video, audio) if s is not None
+        }
         self.last_dts: dict[int, int] = {}
         self.held: dict[int, av.Packet[Any]] = {}
         self.steps = {s.index: _frame_step(s) for s in (video, audio) if s is not None}
 
+    def wall(self, rel: float) -> datetime:
+        """The wall-clock time ``rel`` seconds after the anchor."""
+        assert self.anchor_wall is not None
+        return self.anchor_wall + timedelta(seconds=rel)
+
     def stamped(self, packet: av.Packet[Any]) -> list[av.Packet[Any]]:
-        """The packets ready to place, in order, with timestamps (none while one is held)."""
+        """The packets ready to place, in order, with timestamps (none while one is held).
+
+        The recorder calls this only for a packet without a DTS or while a packet is held; any
+        other packet just has its DTS noted in :attr:`last_dts`.
+        """
         index = packet.stream_index
         if packet.dts is None and packet.pts is not None:
             packet.dts = packet.pts
@@ -341,7 +394,7 @@ class ChannelRecorder:
         self._grid_origin: datetime | None = None
         self._current: _Segment | None = None
         self._gap_open = False
-        self._last_written: datetime | None = None
+        self._last_connection: _Connection | None = None
         self._signature: tuple[Any, ...] | None = None
         self.state = RecorderState.STARTING
         self.detail = ""
@@ -441,6 +494,10 @@ class ChannelRecorder:
             audio = container.streams.audio[0] if container.streams.audio else None
             if video is None and audio is None:
                 raise _Outage(GapCause.STREAM_ENDED, "the source has no audio or video")
+            if video is not None and not (video.codec_context.width and video.codec_context.height):
+                # The stream was set up but no picture arrived while FFmpeg probed it (a camera
+                # that answers RTSP but sends nothing yet): the muxer cannot take it; try again.
+                raise _Outage(GapCause.STALL, "the stream sent no picture")
             signature = tuple(
                 (
                     s.codec_context.name,
@@ -468,14 +525,28 @@ class ChannelRecorder:
     def _demux(self, container: av.container.InputContainer, video: Any, audio: Any) -> None:
         connection = _Connection(video, audio)
         streams = [s for s in (video, audio) if s is not None]
+        # The per-packet loop: everything it touches is bound to a local once. A packet with a
+        # DTS, while none is held (nearly all of them), skips _Connection.stamped().
+        stopped = self._stop.is_set
+        handle = self._handle
+        held = connection.held
+        last_dts = connection.last_dts
         try:
             for packet in container.demux(streams):
-                if self._stop.is_set():
+                if stopped():
                     return
-                if packet.size == 0:
+                size = packet.size
+                if size == 0:
+                    continue
+                dts = packet.dts
+                if dts is not None and not held:
+                    index = packet.stream_index
+                    last_dts[index] = dts
+                    handle(connection, packet, index, dts, size)
                     continue
                 for ready in connection.stamped(packet):
-                    self._handle(connection, ready)
+                    assert ready.dts is not None
+                    handle(connection, ready, ready.stream_index, ready.dts, ready.size)
         except TimeoutError:
             raise _Outage(GapCause.STALL, f"no data for {self.socket_timeout:g} s") from None
         except av.error.EOFError:
@@ -487,29 +558,38 @@ class ChannelRecorder:
                 GapCause.STALL if "timed out" in str(exc).lower() else GapCause.STREAM_ENDED, _describe(exc)
             ) from None
 
-    def _handle(self, connection: _Connection, packet: av.Packet[Any]) -> None:
-        """Place one timestamped packet: wait for the first keyframe, cut on the grid, write."""
-        assert packet.dts is not None and packet.time_base is not None
-        ts = packet.dts * packet.time_base
-        video, lead = connection.video, connection.lead
-        if connection.anchor_ts is None:
-            if packet.stream is not lead or (video is not None and not packet.is_keyframe):
+    def _handle(
+        self, connection: _Connection, packet: av.Packet[Any], index: int, dts: int, size: int
+    ) -> None:
+        """Place one timestamped packet: wait for the first keyframe, cut on the grid, write.
+
+        Per packet this is float arithmetic on ``rel`` (seconds since the anchor); a wall-clock
+        time is made only at a cut point that may be due, or when a gap closes.
+        """
+        anchor = connection.anchor
+        is_cut_point = index == connection.lead_index and (connection.video is None or packet.is_keyframe)
+        if anchor is None:
+            if not is_cut_point:
                 return  # a segment starts with a keyframe: wait for one
-            connection.anchor_wall, connection.anchor_ts = self.clock(), ts
-        assert connection.anchor_wall is not None
-        at = connection.anchor_wall + timedelta(seconds=float(ts - connection.anchor_ts))
-        self._resume(at)
-        is_cut_point = packet.stream is lead and (video is None or packet.is_keyframe)
-        if self._current is None or (is_cut_point and self._due(at)):
+            anchor = connection.anchor = dts * connection.seconds[index]
+            connection.anchor_wall = self.clock()
+        rel = dts * connection.seconds[index] - anchor
+        if self._gap_open:
+            self._resume(connection.wall(rel))
+        current = self._current
+        if current is None or (is_cut_point and rel >= current.due_rel):
             if not is_cut_point:
                 return
-            self._close_segment(end=at)  # contiguous: one ends where the next begins
-            self._open_segment(video, connection.audio, packet, at)
-        assert self._current is not None
-        self._current.write(packet, at)
-        self._last_written = at
+            at = connection.wall(rel)
+            if current is None or self._due(at):
+                self._close_segment(end=at)  # contiguous: one ends where the next begins
+                self._open_segment(connection, packet, at, rel)
+                current = self._current
+                assert current is not None
+        current.write(packet, index, dts, rel)
+        connection.written_rel = rel
         self.packets += 1
-        self.bytes_in += packet.size
+        self.bytes_in += size
 
     # -- segments and gaps ---------------------------------------------------------------------
     def _due(self, at: datetime) -> bool:
@@ -518,24 +598,30 @@ class ChannelRecorder:
         boundary = self._grid_origin + (elapsed + 1) * self.segment
         return at >= boundary
 
-    def _open_segment(self, video: Any, audio: Any, first: av.Packet[Any], at: datetime) -> None:
+    def _open_segment(self, connection: _Connection, first: av.Packet[Any], at: datetime, rel: float) -> None:
         if self._grid_origin is None:
             self._grid_origin = at
+        video, audio = connection.video, connection.audio
         folder = self.spool / self.key.device_id / str(self.key.channel) / at.strftime("%Y-%m-%d")
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_stamp(at)}{PARTIAL_SUFFIX}"
         assert first.dts is not None and first.time_base is not None
         cut = first.dts * first.time_base
         base = {stream.index: int(cut / stream.time_base) for stream in (video, audio) if stream is not None}
-        self._current = _Segment(path, video, audio, at, base)
+        segment = _Segment(path, video, audio, at, base, start_rel=rel)
+        # Packets before the next grid boundary (less a millisecond for rounding) skip _due().
+        elapsed = (at - self._grid_origin) // self.segment
+        boundary = self._grid_origin + (elapsed + 1) * self.segment
+        segment.due_rel = rel + (boundary - at).total_seconds() - 1e-3
+        self._current = segment
+        self._last_connection = connection  # whose written_rel is the last packet written
         self._set_state(RecorderState.RECORDING, "")
 
     def _close_segment(self, end: datetime | None = None) -> None:
         current, self._current = self._current, None
         if current is None:
             return
-        if end is not None:
-            current.end = end
+        current.end = end if end is not None else current.end_at()
         try:
             current.close()
         except av.error.FFmpegError as exc:
@@ -560,6 +646,14 @@ class ChannelRecorder:
             self.callbacks.gap_opened(self.key, start, outage.cause, outage.detail)
             self._gap_open = True
         self._log.warning("recorder_outage", cause=outage.cause.value, detail=outage.detail)
+
+    @property
+    def _last_written(self) -> datetime | None:
+        """When the last packet written happened (worked out on demand, not per packet)."""
+        connection = self._last_connection
+        if connection is None or connection.written_rel is None:
+            return None
+        return connection.wall(connection.written_rel)
 
     def _resume(self, at: datetime) -> None:
         if self._gap_open:
