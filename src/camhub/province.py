@@ -81,12 +81,13 @@ class ProvinceConfig:
         """The body with this id (KeyError if there is none)."""
         return next(body for body in self.bodies if body.id == body_id)
 
+    @cached_property
+    def _devices_by_id(self) -> dict[str, DeviceConfig]:
+        return {device.id: device for device in self.devices}
+
     def device(self, device_id: str) -> DeviceConfig:
         """The device with this id (KeyError if there is none)."""
-        for device in self.devices:
-            if device.id == device_id:
-                return device
-        raise KeyError(device_id)
+        return self._devices_by_id[device_id]
 
     def children(self, unit_id: str) -> tuple[Unit, ...]:
         """The units directly below ``unit_id``, in configuration order."""
