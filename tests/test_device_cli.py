@@ -62,9 +62,8 @@ def simulator() -> Iterator[ToySimulator]:
         yield sim
 
 
-@pytest.fixture
-def config(tmp_path: Path, simulator: ToySimulator) -> Path:
-    path = tmp_path / "p.yaml"
+def write_province(path: Path, device: str) -> Path:
+    """A one-site province whose only device is ``device`` (a YAML flow mapping)."""
     path.write_text(
         f"""\
 province: {{id: thu, name: Tỉnh Thử}}
@@ -77,12 +76,20 @@ units:
     level: province
     managing_body: hcc
     devices:
-      - {{id: toy-1, vendor: toy, kind: camera, host: 127.0.0.1, port: {simulator.port}, credentials: site,
-          api_token: {{$env: TOY_TOKEN}}}}
+      - {device}
 """,
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, simulator: ToySimulator) -> Path:
+    return write_province(
+        tmp_path / "p.yaml",
+        f"{{id: toy-1, vendor: toy, kind: camera, host: 127.0.0.1, port: {simulator.port}, credentials: site, "
+        "api_token: {$env: TOY_TOKEN}}",
+    )
 
 
 def camhub(*args: str, password: str = PASSWORD, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -161,22 +168,9 @@ def test_device_info_against_vendor_simulators(
     vendor_device: tuple[str, SimulatedDevice], tmp_path: Path
 ) -> None:
     vendor, sim = vendor_device
-    config = tmp_path / "p.yaml"
-    config.write_text(
-        f"""\
-province: {{id: thu, name: Tỉnh Thử}}
-levels: [{{id: province, name: Tỉnh}}]
-bodies: [{{id: hcc, name: Trung tâm HCC, level: province, article5: "5.3"}}]
-credentials: {{site: {{username: admin, password: {{$env: TOY_PW}}}}}}
-units:
-  - id: thu
-    name: Tỉnh Thử
-    level: province
-    managing_body: hcc
-    devices:
-      - {{id: nvr-1, vendor: {vendor}, kind: nvr, host: 127.0.0.1, port: {sim.port}, credentials: site}}
-""",
-        encoding="utf-8",
+    config = write_province(
+        tmp_path / "p.yaml",
+        f"{{id: nvr-1, vendor: {vendor}, kind: nvr, host: 127.0.0.1, port: {sim.port}, credentials: site}}",
     )
     result = camhub("device", "info", str(config), "nvr-1")
     assert result.returncode == 0, result.stderr
