@@ -155,6 +155,7 @@ def _segment_from_stored(row: Any) -> SegmentRecord:
         source,
         backfill_source,
         created_at,
+        central_deleted_at,
     ) = tuple(row)  # unpacking a plain tuple is much faster than unpacking a Row
     return SegmentRecord(
         id=id_,
@@ -178,6 +179,7 @@ def _segment_from_stored(row: Any) -> SegmentRecord:
         source=_SOURCES[source],
         backfill_source=backfill_source,
         created_at=EPOCH + _US * created_at,
+        central_deleted_at=None if central_deleted_at is None else EPOCH + _US * central_deleted_at,
     )
 
 

@@ -17,13 +17,18 @@ __all__ = [
     "Backlog",
     "ChannelRecord",
     "Coverage",
+    "DeletionRecord",
     "DeviceRecord",
     "GapCause",
     "GapRecord",
+    "HoldKind",
+    "HoldRecord",
+    "LeaseRecord",
     "SegmentRecord",
     "SegmentSource",
     "Span",
     "StateRecord",
+    "StorageTier",
     "SyncState",
 ]
 
@@ -59,6 +64,21 @@ class GapCause(enum.Enum):
     CODEC_CHANGE = "codec_change"  # the stream's codecs changed: the segment was cut
     UNSYNCED = "unsynced"  # recorded, but the footage never reached the central store
     OTHER = "other"
+
+
+class HoldKind(enum.Enum):
+    """Why footage is held beyond its retention policy (a held span is never deleted)."""
+
+    EXPORT = "export"  # evidence was extracted from it (Article 8: commendation or discipline)
+    INCIDENT = "incident"  # an incident is being investigated
+    MANUAL = "manual"  # a person put it on hold, with a reason
+
+
+class StorageTier(enum.Enum):
+    """Where a copy of a segment lives: the hub's local spool, or the central (provincial) store."""
+
+    LOCAL = "local"
+    CENTRAL = "central"
 
 
 @attrs.frozen(kw_only=True)
@@ -133,6 +153,7 @@ class SegmentRecord:
     source: SegmentSource
     backfill_source: str | None
     created_at: datetime
+    central_deleted_at: datetime | None = None
 
     @property
     def span(self) -> Span:
@@ -206,3 +227,63 @@ class Backlog:
     count: int
     size: int
     oldest: datetime | None
+
+
+@attrs.frozen(kw_only=True)
+class HoldRecord:
+    """A hold on ``[start, end)`` of a device's channel (every channel when ``channel`` is ``None``).
+
+    Footage under a hold that is not released is never deleted, whatever the retention policy says.
+    """
+
+    id: int
+    device_id: str
+    channel: int | None
+    start: datetime
+    end: datetime
+    kind: HoldKind
+    reason: str
+    created_by: str
+    created_at: datetime
+    released_at: datetime | None
+    released_by: str | None
+
+    @property
+    def active(self) -> bool:
+        """True until the hold is released."""
+        return self.released_at is None
+
+
+@attrs.frozen(kw_only=True)
+class DeletionRecord:
+    """The audit entry of one deleted copy of a segment: which copy, where, why, when and by whom."""
+
+    id: int
+    segment_id: int
+    device_id: str
+    channel: int
+    start: datetime
+    end: datetime
+    tier: StorageTier
+    location: str
+    sha256: str
+    size: int
+    rule: str
+    deleted_at: datetime
+    deleted_by: str
+
+
+@attrs.frozen(kw_only=True)
+class LeaseRecord:
+    """Which hub records a channel (scale-out): held by ``holder`` until ``expires_at``.
+
+    ``token`` grows by one at every change of holder (a fencing token: a hub that lost its lease
+    sees a newer token and stops writing).
+    """
+
+    device_id: str
+    channel: int
+    holder: str
+    token: int
+    acquired_at: datetime
+    expires_at: datetime

@@ -17,6 +17,12 @@ Index choices, each serving one query of :class:`~camhub.catalog.Catalog`:
 - ``ix_gaps_channel_start``, ``ix_gaps_open (… WHERE end_us IS NULL)``: gaps of a channel in a
   window, and the outages still open (closed on restart).
 - ``ix_device_states_device_at``: a device's state history in a window.
+- ``ix_holds_device_start``, ``ix_holds_active (… WHERE released_at_us IS NULL)``: the holds that
+  protect a channel's span from deletion (retention asks for the active ones only).
+- ``ix_deletions_channel_start``, ``ix_deletions_deleted_at``: the deletion audit of a channel, and
+  of a period.
+- ``leases`` is keyed by channel; ``ix_leases_holder`` lists a hub's leases, ``ix_leases_expires``
+  the expired ones another hub may take over.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from camhub.catalog._records import GapCause, SegmentSource, SyncState
+from camhub.catalog._records import GapCause, HoldKind, SegmentSource, StorageTier, SyncState
 from camhub.catalog._types import Micros, UtcMicros
 from camhub.model import ChannelKind, DeviceKind
 
@@ -49,9 +55,12 @@ __all__ = [
     "MAX_SEGMENT_DURATION",
     "Base",
     "ChannelRow",
+    "DeletionRow",
     "DeviceRow",
     "DeviceStateRow",
     "GapRow",
+    "HoldRow",
+    "LeaseRow",
     "SegmentRow",
 ]
 
@@ -158,6 +167,8 @@ class SegmentRow(Base):
     source: Mapped[SegmentSource] = mapped_column(_enum(SegmentSource, "segment_source"))
     backfill_source: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column("created_at_us", UtcMicros)
+    # Set when retention removed the central copy (the local copy may outlive it).
+    central_deleted_at: Mapped[datetime | None] = mapped_column("central_deleted_at_us", UtcMicros)
 
 
 class GapRow(Base):
@@ -198,3 +209,74 @@ class DeviceStateRow(Base):
     at: Mapped[datetime] = mapped_column("at_us", UtcMicros)
     state: Mapped[str] = mapped_column(String(50))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class HoldRow(Base):
+    __tablename__ = "holds"
+    __table_args__: Any = (
+        CheckConstraint("end_us > start_us", name="positive_span"),
+        CheckConstraint("reason <> ''", name="reason_given"),
+        Index("ix_holds_device_start", "device_id", "start_us"),
+        Index(
+            "ix_holds_active",
+            "device_id",
+            sqlite_where=text("released_at_us IS NULL"),
+            postgresql_where=text("released_at_us IS NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(100), ForeignKey("devices.id"))
+    channel: Mapped[int | None] = mapped_column(Integer)  # None: every channel of the device
+    start: Mapped[datetime] = mapped_column("start_us", UtcMicros)
+    end: Mapped[datetime] = mapped_column("end_us", UtcMicros)
+    kind: Mapped[HoldKind] = mapped_column(_enum(HoldKind, "hold_kind"))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column("created_at_us", UtcMicros)
+    released_at: Mapped[datetime | None] = mapped_column("released_at_us", UtcMicros)
+    released_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class DeletionRow(Base):
+    """The deletion audit: one row per deleted copy; kept when the segment row itself is gone."""
+
+    __tablename__ = "deletions"
+    __table_args__: Any = (
+        Index("ix_deletions_channel_start", "device_id", "channel", "start_us"),
+        Index("ix_deletions_deleted_at", "deleted_at_us"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    segment_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: the segment may be gone
+    device_id: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[int] = mapped_column(Integer)
+    start: Mapped[datetime] = mapped_column("start_us", UtcMicros)
+    end: Mapped[datetime] = mapped_column("end_us", UtcMicros)
+    tier: Mapped[StorageTier] = mapped_column(_enum(StorageTier, "storage_tier"))
+    location: Mapped[str] = mapped_column(Text)  # the local path or the storage key
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column("bytes", BigInteger)
+    rule: Mapped[str] = mapped_column(Text)  # the policy that allowed it, e.g. "central_days=30"
+    deleted_at: Mapped[datetime] = mapped_column("deleted_at_us", UtcMicros)
+    deleted_by: Mapped[str] = mapped_column(String(255))
+
+
+class LeaseRow(Base):
+    """Scale-out: which hub records a channel, until when (see :class:`LeaseRecord`)."""
+
+    __tablename__ = "leases"
+    __table_args__: Any = (
+        ForeignKeyConstraint(*_CHANNEL_FK),
+        Index("ix_leases_holder", "holder"),
+        Index("ix_leases_expires", "expires_at_us"),
+    )
+
+    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    channel: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    token: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = mapped_column("acquired_at_us", UtcMicros)
+    expires_at: Mapped[datetime] = mapped_column("expires_at_us", UtcMicros)
