@@ -3,7 +3,7 @@
 Run it as a script::
 
     /work/venv/bin/python benchmarks/bench_health_sweep.py [--devices 1000] [--tracemalloc]
-        [--plan shared:16:16,per-device:200:512,aiohttp-transport:200:512] [--profile FILE]
+        [--plan pool:200:4,aiohttp-transport:200:0] [--profile FILE]
 
 A sweep is what camhub's health monitor does for every device: ``time()``, ``identity()`` and
 ``channels()`` of its adapter, one call after another inside a task, devices concurrently (at
@@ -29,18 +29,19 @@ Separate processes, so that no one's CPU is counted against another's:
   - ``aiohttp``: the same three round trips with one ``aiohttp.ClientSession``: the floor of
     HTTP from Python on this machine.
 
-A plan entry is POOL:CONCURRENCY:MAX_CONNECTIONS, POOL being ``shared`` (``ClientPool`` as it
-is, ``ClientPool(max_connections=MAX_CONNECTIONS)``) or one of two transports sketched as fixes
-(see :func:`client_pool`), under the same single httpx client: the adapters are not changed.
-The default plan runs ``ClientPool`` at the settings found best for it (16 at once, 16
-connections: its pool costs O(connections²) per request) and the sketches at 200 at once.
+A plan entry is POOL:CONCURRENCY:LIMIT, POOL being ``pool`` (``ClientPool`` as it is, LIMIT
+connections per device) or ``aiohttp-transport`` (the alternative measured beside it, LIMIT
+connections in all, 0 for none; see :func:`client_pool`), under the same single httpx client:
+the adapters are not changed. The bare aiohttp floor has no connection limit (the semaphore
+bounds it).
 
 Measured per sweep: wall time, process CPU (user + system), the rise of peak RSS
 (``ru_maxrss``), the devices' CPU and the HTTP requests they answered (401 challenges
 included), the median time of a device's three calls, errors, and the machine's 1-minute load
-average after it (other work on a shared machine inflates wall times first). Per device, the adapter set-up:
-``open_adapter`` (configuration lookup included) and the adapter constructor alone, the first
-of each vendor apart. ``--tracemalloc`` repeats the camhub sweeps of the plan's most concurrent
+average after it (other work on a shared machine inflates wall times first). Per device, the
+adapter set-up: ``open_adapter`` (configuration lookup included) and the adapter constructor
+alone, the first of each vendor apart, and the making of a device's connection pool (on its
+first request). ``--tracemalloc`` repeats the camhub sweeps of the plan's most concurrent
 entry in one more process under tracemalloc, for the peak Python heap (its timings are not
 used); ``--profile FILE`` runs every sweeper under cProfile and prints where the time goes.
 
@@ -73,9 +74,9 @@ PASSWORD = "camhub-sim-1"
 MIX = (("hikvision", 0.4), ("dahua", 0.3), ("onvif", 0.3))
 #: Bare round trips per device: one for each of identity, time and channels.
 BARE_REQUESTS = 3
-#: What the default run measures (POOL:CONCURRENCY:MAX_CONNECTIONS): ClientPool as it is, at the
-#: settings found best for it, and the two transports sketched as fixes at theirs.
-DEFAULT_PLAN = "shared:16:16,per-device:200:512,aiohttp-transport:200:512"
+#: What the default run measures (POOL:CONCURRENCY:LIMIT): ClientPool as it is (4 connections per
+#: device, its default), and the aiohttp transport sketched beside it (no overall limit).
+DEFAULT_PLAN = "pool:200:4,aiohttp-transport:200:0"
 
 Job = Callable[[], Awaitable[None]]
 
@@ -202,22 +203,17 @@ class Control:
 
 
 def client_pool(kind: str, max_connections: int) -> Any:
-    """The :class:`~camhub.devices.ClientPool` to sweep with: as it is, or with a fix sketched.
+    """The :class:`~camhub.devices.ClientPool` to sweep with: as it is, or on an aiohttp transport.
 
     Every kind gives the adapters one shared ``httpx.AsyncClient``, as camhub does; only the
     transport under it differs, so the adapters see no difference.
 
-    - ``shared``: ``ClientPool`` as it is (one httpcore connection pool for every device).
-      httpcore's pool walks all its connections, and for each idle one all of them again, on
-      every request start and end: a pool holding a connection per device costs O(devices²)
-      per request.
-    - ``per-device``: a transport routing each request to its device's own httpcore pool (at
-      most two connections, one TLS context for all), so the bookkeeping is O(1). The global
-      ``max_connections`` bound is not kept here (the sweep's semaphore bounds connections in
-      use); a real fix would keep it with a semaphore in the transport.
-    - ``aiohttp-transport``: a transport sending each request with one ``aiohttp.ClientSession`` (its
-      connector looks connections up by host; at most ``max_connections``); httpx still builds
-      the requests, runs Digest and reads the answers.
+    - ``pool``: ``ClientPool`` as it is: a small httpcore connection pool per device
+      (:class:`~camhub.devices.DevicePoolTransport`), ``max_connections`` per device.
+    - ``aiohttp-transport``: the alternative measured beside it, a sketch: a transport sending
+      each request with one ``aiohttp.ClientSession`` (its connector looks connections up by
+      host; at most ``max_connections`` in all); httpx still builds the requests, runs Digest
+      and reads the answers.
     """
     import ssl
 
@@ -226,28 +222,9 @@ def client_pool(kind: str, max_connections: int) -> Any:
     from yarl import URL
 
     from camhub.devices import ClientPool
-    from camhub.model import DeviceConfig
 
-    if kind == "shared":
-        return ClientPool(max_connections=max_connections)
-
-    class PerDeviceTransport(httpx.AsyncBaseTransport):
-        def __init__(self, verify: bool) -> None:
-            self._context = ssl.create_default_context() if verify else httpx.create_ssl_context(verify=False)
-            self._limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-            self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            key = (request.url.raw_scheme, request.url.raw_host, request.url.port)
-            pool = self._pools.get(key)
-            if pool is None:
-                pool = httpx.AsyncHTTPTransport(verify=self._context, trust_env=False, limits=self._limits)
-                self._pools[key] = pool
-            return await pool.handle_async_request(request)
-
-        async def aclose(self) -> None:
-            for pool in self._pools.values():
-                await pool.aclose()
+    if kind == "pool":
+        return ClientPool(connections_per_device=max_connections, keepalive_expiry=60.0)
 
     class AiohttpBody(httpx.AsyncByteStream):
         def __init__(self, response: aiohttp.ClientResponse) -> None:
@@ -271,7 +248,9 @@ def client_pool(kind: str, max_connections: int) -> Any:
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             if self._session is None:
                 self._session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=max_connections, ssl=self._ssl),
+                    connector=aiohttp.TCPConnector(
+                        limit=max_connections, ssl=self._ssl, keepalive_timeout=60
+                    ),
                     auto_decompress=False,  # httpx decodes
                 )
             timeout = request.extensions.get("timeout", {})
@@ -303,15 +282,12 @@ def client_pool(kind: str, max_connections: int) -> Any:
             if self._session is not None:
                 await self._session.close()
 
-    transports = {"per-device": PerDeviceTransport, "aiohttp-transport": AiohttpTransport}
-
-    class PatchedPool(ClientPool):
-        def client_for(self, device: DeviceConfig) -> httpx.AsyncClient:
-            verify = device.verify_tls or not device.https
+    class AiohttpPool(ClientPool):
+        def client(self, *, verify: bool = True) -> httpx.AsyncClient:
             client = self._clients.get(verify)
             if client is None:
                 client = httpx.AsyncClient(
-                    transport=transports[kind](verify),
+                    transport=AiohttpTransport(verify),
                     trust_env=False,
                     timeout=self._timeout,
                     follow_redirects=False,
@@ -319,7 +295,23 @@ def client_pool(kind: str, max_connections: int) -> Any:
                 self._clients[verify] = client
             return client
 
-    return PatchedPool(max_connections=max_connections)
+    return AiohttpPool()
+
+
+def pool_setup_us(pool: Any, devices: int) -> float | None:
+    """Median µs to make one more device's connection pool (``ClientPool`` only), as its first
+    request does; made for hosts never swept, then closed unused."""
+    from camhub.devices import DevicePoolTransport
+
+    transport = pool.client()._transport
+    if not isinstance(transport, DevicePoolTransport):
+        return None
+    times = []
+    for number in range(devices):
+        begun = time.perf_counter_ns()
+        transport.pool_for(b"http", f"setup-{number}.invalid".encode(), 80)
+        times.append((time.perf_counter_ns() - begun) / 1000)
+    return statistics.median(times[1:])
 
 
 def summarise_error(vendor: str, exc: Exception) -> str:
@@ -407,7 +399,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     report["config_load_s"] = time.perf_counter() - started
     devices = province.devices
     # (aiohttp's peer sends with its own session; it makes the same ClientPool all the same.)
-    pool = client_pool("shared" if args.pool == "own" else args.pool, args.max_connections)
+    pool = client_pool("pool" if args.pool == "own" else args.pool, args.max_connections)
     started = time.perf_counter()
     client = pool.client_for(devices[0])  # the shared httpx client (its TLS context, once)
     report["pool_client_ms"] = 1000 * (time.perf_counter() - started)
@@ -458,7 +450,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     elif args.subject == "aiohttp":
         import aiohttp
 
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.max_connections))
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=args.max_connections, keepalive_timeout=60)
+        )
 
         def bare_aiohttp(url: str) -> Job:
             async def job() -> None:
@@ -500,6 +494,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             profiler.disable()
     if profiler is not None:
         profiler.dump_stats(args.profile)
+    if args.subject == "camhub":
+        report["pool_setup_us"] = pool_setup_us(pool, len(devices))
     await pool.aclose()
     if session is not None:
         await session.close()
@@ -538,7 +534,9 @@ def run_sweeper(args: argparse.Namespace, config: Path, control: int, **choice: 
 
 
 def key_of(report: dict[str, Any]) -> str:
-    return f"{report['pool']}, {report['concurrency']} at once, {report['max_connections']} connections"
+    limit = report["max_connections"]
+    shown = f"{limit} per device" if report["pool"] == "pool" else f"{limit or 'no'} limit"
+    return f"{report['pool']}, {report['concurrency']} at once, {shown}"
 
 
 def print_results(results: list[dict[str, Any]], heap: dict[str, Any] | None, devices: int) -> None:
@@ -557,7 +555,7 @@ def print_results(results: list[dict[str, Any]], heap: dict[str, Any] | None, de
                 f"{sum(row['errors'].values())} | {row['load']:.0f} |"
             )
     peers = {key_of(r): r for r in results if r["subject"] == "bare"}
-    floors = {(r["concurrency"], r["max_connections"]): r for r in results if r["subject"] == "aiohttp"}
+    floors = {r["concurrency"]: r for r in results if r["subject"] == "aiohttp"}
     print(
         "\n| camhub | sweep | wall / bare httpx | CPU / bare httpx | wall / bare aiohttp | "
         "CPU / bare aiohttp | camhub requests per device (bare: 3) |"
@@ -567,7 +565,7 @@ def print_results(results: list[dict[str, Any]], heap: dict[str, Any] | None, de
         if report["subject"] != "camhub":
             continue
         peer = peers.get(key_of(report))
-        floor = floors.get((report["concurrency"], report["max_connections"]))
+        floor = floors.get(report["concurrency"])
         for index, mine in enumerate(report["sweeps"]):
             cells = []
             for other in (peer, floor):
@@ -605,6 +603,10 @@ def print_results(results: list[dict[str, Any]], heap: dict[str, Any] | None, de
             f"| {vendor} | {row['n']} | {row['first']:.0f} | {row['median']:.1f} | {row['mean']:.1f} | "
             f"{row['max']:.0f} | {row['constructor_median']:.1f} |"
         )
+    if camhub.get("pool_setup_us") is not None:
+        print(
+            f"\nA device's connection pool, made on its first request: {camhub['pool_setup_us']:.1f} µs (median)"
+        )
     print(
         f"\nConfiguration load {camhub['config_load_s']:.2f} s; sweeper RSS {camhub['rss_before_mib']:.0f} MiB "
         f"before the adapters, {camhub['rss_adapters_mib']:.0f} MiB with them, "
@@ -633,8 +635,9 @@ def orchestrate(args: argparse.Namespace) -> None:
         for subject in split(args.subjects):
             choice: dict[str, Any] = {"subject": subject, "pool": pool, "concurrency": int(concurrency)}
             choice["max_connections"] = int(limit)
-            if subject == "aiohttp":  # its own connection pool: once per concurrency and limit
+            if subject == "aiohttp":  # its own connection pool, no limit: once per concurrency
                 choice["pool"] = "own"
+                choice["max_connections"] = 0
                 if choice in choices:
                     continue
             choices.append(choice)
@@ -700,8 +703,8 @@ def main() -> None:
     parser.add_argument(
         "--plan",
         default=DEFAULT_PLAN,
-        help="comma-separated POOL:CONCURRENCY:MAX_CONNECTIONS; POOL is shared (ClientPool as it is), "
-        "per-device or aiohttp-transport (fixes sketched, see client_pool)",
+        help="comma-separated POOL:CONCURRENCY:LIMIT; POOL is pool (ClientPool as it is, LIMIT per "
+        "device) or aiohttp-transport (the alternative sketched, LIMIT in all, 0: none; see client_pool)",
     )
     parser.add_argument("--first-port", type=int, default=21000, help="devices: this port + 2n (+1: RTSP)")
     parser.add_argument("--bare-first-port", type=int, default=24000, help="the bare endpoint: this port + n")
@@ -709,7 +712,7 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="cProfile the sweeps into files named FILE.<choice>")
     parser.add_argument("--role", choices=("orchestrate", "serve", "sweep"), default="orchestrate")
     parser.add_argument("--subject", default="camhub", help=argparse.SUPPRESS)
-    parser.add_argument("--pool", default="shared", help=argparse.SUPPRESS)
+    parser.add_argument("--pool", default="pool", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=200, help=argparse.SUPPRESS)
     parser.add_argument("--max-connections", type=int, default=512, help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 import defusedxml
@@ -33,8 +34,10 @@ from camhub.errors import (
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "REMEMBER_FOR",
     "DeviceHTTP",
     "MultipartPart",
+    "Remembered",
     "Response",
     "boundary_of",
     "child",
@@ -47,6 +50,10 @@ __all__ = [
 
 #: Largest response body read into memory by default (device answers are small documents).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
+#: Seconds a device fact that rarely changes (identity, channel layout) is kept between reads.
+REMEMBER_FOR = 600.0
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -60,6 +67,33 @@ class Response:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
+
+
+class Remembered(Generic[T]):
+    """A device fact that rarely changes (identity, channel layout), kept between calls.
+
+    A health sweep every few seconds need not ask a device its serial number each time: the
+    fact is read again once ``ttl`` seconds have passed, or at once after :meth:`forget`.
+    Adapters forget when the device stops answering (it may come back rebooted, upgraded or
+    replaced). What health must observe (clock, channel state, storage) is never kept.
+    """
+
+    def __init__(self, ttl: float = REMEMBER_FOR) -> None:
+        self.ttl = ttl
+        self._value: T | None = None
+        self._expires = 0.0
+
+    async def get(self, read: Callable[[], Awaitable[T]]) -> T:
+        """The kept value, or a fresh one from ``read()`` when there is none or it is too old."""
+        if self._value is None or time.monotonic() >= self._expires:
+            value = await read()
+            self._value, self._expires = value, time.monotonic() + self.ttl
+            return value
+        return self._value
+
+    def forget(self) -> None:
+        """Read the fact again on the next :meth:`get`."""
+        self._value = None
 
 
 class DeviceHTTP:

@@ -11,6 +11,7 @@ import attrs
 import httpx
 
 from camhub.adapter import DeviceEvent, EventKind
+from camhub.devices import ClientPool
 from camhub.model import DeviceKind
 from camhub.secrets import Secret
 from camhub.testing.dahua import DahuaSimulator
@@ -68,7 +69,8 @@ class Rig:
 @asynccontextmanager
 async def rig(profile: DeviceProfile | None = None, **changes: Any) -> AsyncIterator[Rig]:
     """A running simulator, an HTTP client and an adapter with the right password."""
-    async with DahuaSimulator(profile or ipc()) as sim, httpx.AsyncClient() as client:
+    async with DahuaSimulator(profile or ipc()) as sim, ClientPool() as pool:
+        client = pool.client()
         adapter = adapter_for(sim, client, **changes)
         try:
             yield Rig(sim, adapter, client)

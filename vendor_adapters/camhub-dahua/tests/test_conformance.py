@@ -10,6 +10,7 @@ import httpx
 from dahua_support import adapter_for, ipc, nvr
 
 from camhub.adapter import EventKind
+from camhub.devices import ClientPool
 from camhub.testing.dahua import DahuaSimulator
 from camhub.testing.kit import AdapterConformance, Expectations, KitTarget
 from camhub.testing.simulator import DeviceProfile, SimulatedEvent, default_recordings
@@ -19,7 +20,8 @@ from camhub_dahua import DahuaAdapter
 @asynccontextmanager
 async def kit_target(profile: DeviceProfile) -> AsyncIterator[KitTarget]:
     profile.clock_skew = timedelta(seconds=-75)
-    async with DahuaSimulator(profile) as sim, httpx.AsyncClient() as client:
+    async with DahuaSimulator(profile) as sim, ClientPool() as pool:
+        client = pool.client()
         sim.recordings = default_recordings(sim, hours=2)
         now = sim.now()
 

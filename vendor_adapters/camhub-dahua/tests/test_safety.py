@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from dahua_support import IPC_PASSWORD, NVR_PASSWORD, adapter_for, nvr, rig, run, take_events
 
+from camhub.devices import ClientPool
 from camhub.errors import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnsupported
 from camhub.model import DeviceKind
 from camhub.secrets import Secret
@@ -207,7 +208,8 @@ def test_a_100_mb_answer_is_cut_at_the_limit_without_being_held(declared: bool) 
         return response
 
     async def scenario() -> None:
-        async with tiny_device(huge) as port, httpx.AsyncClient() as client:
+        async with tiny_device(huge) as port, ClientPool() as pool:
+            client = pool.client()
             adapter = bare_adapter(port, client)
             tracemalloc.start()
             try:
@@ -241,7 +243,8 @@ def test_odd_answers_are_mapped(body: bytes, status: int, error: type[DeviceErro
         return web.Response(status=status, body=body)
 
     async def scenario() -> None:
-        async with tiny_device(answer) as port, httpx.AsyncClient() as client:
+        async with tiny_device(answer) as port, ClientPool() as pool:
+            client = pool.client()
             adapter = bare_adapter(port, client)
             with pytest.raises(error, match=match) as caught:
                 await adapter.identity()
@@ -254,7 +257,8 @@ def test_odd_answers_are_mapped(body: bytes, status: int, error: type[DeviceErro
 
 def test_a_simulator_lock_answer_carries_a_challenge_and_the_reason() -> None:
     async def scenario() -> None:
-        async with DahuaSimulator() as sim, httpx.AsyncClient() as client:
+        async with DahuaSimulator() as sim, ClientPool() as pool:
+            client = pool.client()
             sim.faults.lockout_after = 0
             answer = await client.get(f"{sim.url}/cgi-bin/magicBox.cgi?action=getSerialNo")
             assert answer.status_code == 401

@@ -11,6 +11,7 @@ import attrs
 import httpx
 
 from camhub.adapter import DeviceEvent
+from camhub.devices import ClientPool
 from camhub.model import DeviceKind
 from camhub.secrets import Secret
 from camhub.testing.hikvision import HikvisionSimulator
@@ -89,7 +90,8 @@ async def rig(
     sim = HikvisionSimulator(
         profile or ipc(), heartbeat_interval=heartbeat_interval, search_page_size=search_page_size
     )
-    async with sim, httpx.AsyncClient() as client:
+    async with sim, ClientPool() as pool:
+        client = pool.client()
         adapter = adapter_for(sim, client, **config)
         try:
             yield Rig(sim, client, adapter)

@@ -10,7 +10,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from hik_harness import PASSWORD, events_while, ipc, nvr, rig, run
+from hik_harness import PASSWORD, adapter_for, events_while, ipc, nvr, rig, run
 
 from camhub.adapter import Capability, ChannelInfo, DeviceEvent, EventKind, RecordingSpan, StreamProfile
 from camhub.errors import DeviceUnsupported
@@ -85,7 +85,9 @@ def test_ipc_channels_with_audio_and_a_microphone() -> None:
             ]
             r.sim.profile.audio = False
             r.sim.microphones = 0
-            assert [c.audio for c in await r.adapter.channels()] == [False, False]
+            # The layout is kept between sweeps: a new adapter (or a later read) sees the change.
+            assert await r.adapter.channels() != await adapter_for(r.sim, r.client).channels()
+            assert [c.audio for c in await adapter_for(r.sim, r.client).channels()] == [False, False]
 
     run(scenario)
 

@@ -10,6 +10,7 @@ import httpx
 from hik_harness import PASSWORD, adapter_for, ipc, nvr
 
 from camhub.adapter import EventKind
+from camhub.devices import ClientPool
 from camhub.testing.hikvision import HikvisionSimulator
 from camhub.testing.kit import AdapterConformance, Expectations, KitTarget
 from camhub.testing.simulator import DeviceProfile, SimulatedEvent, default_recordings
@@ -18,7 +19,8 @@ from camhub_hikvision import HikvisionAdapter
 
 @asynccontextmanager
 async def kit_target(profile: DeviceProfile) -> AsyncIterator[KitTarget]:
-    async with HikvisionSimulator(profile, heartbeat_interval=1.0) as sim, httpx.AsyncClient() as client:
+    async with HikvisionSimulator(profile, heartbeat_interval=1.0) as sim, ClientPool() as pool:
+        client = pool.client()
         sim.recordings = default_recordings(sim, hours=2, span_minutes=30)
         now = sim.now()
 

@@ -10,13 +10,13 @@ import time
 import tracemalloc
 from typing import Any
 
-import httpx
 import pytest
 import structlog
 from aiohttp import web
 from hik_harness import PASSWORD, adapter_for, events_while, ipc, nvr, rig, run
 
 from camhub.adapter import EventKind
+from camhub.devices import ClientPool
 from camhub.errors import (
     DeviceAuthError,
     DeviceError,
@@ -310,7 +310,8 @@ def test_adapter_for_a_plain_device_config() -> None:
     config = DeviceConfig(vendor="hikvision", id="d", kind=DeviceKind.CAMERA, host="h", credentials="c")
 
     async def scenario() -> None:
-        async with httpx.AsyncClient() as client:
+        async with ClientPool() as pool:
+            client = pool.client()
             adapter = HikvisionAdapter(config, client, username="u", password=Secret(PASSWORD))
             assert (adapter.settings.timeout, adapter.settings.event_idle_timeout) == (10.0, 30.0)
             assert_no_secret(adapter, adapter.isapi)

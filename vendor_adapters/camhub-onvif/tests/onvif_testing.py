@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import attrs
 import httpx
 
+from camhub.devices import ClientPool
 from camhub.model import DeviceKind
 from camhub.secrets import Secret
 from camhub.testing.onvif import OnvifSimulator
@@ -87,7 +88,8 @@ async def onvif_device(
         device_profile or profile(), rtsp_url=f"rtsp://127.0.0.1:{RTSP_PORT}", **simulator
     ) as device:
         assert isinstance(device, OnvifSimulator)
-        async with httpx.AsyncClient() as client:
+        async with ClientPool() as pool:
+            client = pool.client()
             adapter = make_adapter(device, client, password, **(config or {}))
             try:
                 yield device, adapter

@@ -137,7 +137,7 @@ def test_a_clock_that_jumps_after_measurement_costs_one_attempt() -> None:
         async with onvif_device(auth="ws-security") as (device, adapter):
             await adapter.identity()
             device.profile.clock_skew = timedelta(minutes=-10)  # NTP corrected the device
-            assert (await adapter.identity()).serial == "SN0042"  # measured again, one retry
+            assert len(await adapter.channels()) == 2  # measured again, one retry
             assert device.failed_logins == 1
 
     run(scenario())

@@ -11,6 +11,7 @@ import httpx
 from onvif_testing import PASSWORD, RTSP_PORT, make_adapter, profile
 
 from camhub.adapter import EventKind
+from camhub.devices import ClientPool
 from camhub.testing.kit import AdapterConformance, Expectations, KitTarget
 from camhub.testing.onvif import OnvifSimulator
 from camhub.testing.simulator import DeviceProfile, SimulatedEvent, default_recordings
@@ -22,8 +23,9 @@ from camhub_onvif.events import PullPointOptions
 async def kit_target(device_profile: DeviceProfile, **simulator: Any) -> AsyncIterator[KitTarget]:
     async with (
         OnvifSimulator(device_profile, rtsp_url=f"rtsp://127.0.0.1:{RTSP_PORT}", **simulator) as sim,
-        httpx.AsyncClient() as client,
+        ClientPool() as pool,
     ):
+        client = pool.client()
         assert isinstance(sim, OnvifSimulator)
         sim.recordings = default_recordings(sim, hours=2, span_minutes=30)
         now = sim.now()

@@ -13,11 +13,11 @@ import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import httpx
 import pytest
 from aiohttp import web
 from onvif_testing import BILLION_LAUGHS, EXTERNAL_ENTITY, PASSWORD, make_adapter, onvif_device, profile, run
 
+from camhub.devices import ClientPool
 from camhub.errors import DeviceError, DeviceProtocolError, DeviceTimeout
 from camhub.model import DeviceKind
 from camhub.secrets import Secret
@@ -50,7 +50,8 @@ async def hostile(handler: Handler) -> AsyncIterator[OnvifAdapter]:
         timeout=3.0,
     )
     try:
-        async with httpx.AsyncClient() as client:
+        async with ClientPool() as pool:
+            client = pool.client()
             yield OnvifAdapter(config, client, username="admin", password=Secret(PASSWORD))
     finally:
         await runner.cleanup()
@@ -140,7 +141,8 @@ class LoginPageSnapshots(OnvifSimulator):
 
 def test_a_snapshot_that_is_not_a_jpeg() -> None:
     async def scenario() -> None:
-        async with LoginPageSnapshots(profile(), media2=False) as device, httpx.AsyncClient() as client:
+        async with LoginPageSnapshots(profile(), media2=False) as device, ClientPool() as pool:
+            client = pool.client()
             assert isinstance(device, OnvifSimulator)
             with pytest.raises(DeviceProtocolError, match="not a JPEG"):
                 await make_adapter(device, client).snapshot(1)

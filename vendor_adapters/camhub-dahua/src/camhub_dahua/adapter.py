@@ -41,7 +41,7 @@ from camhub.errors import (
     DeviceUnsupported,
 )
 from camhub.log import get_logger
-from camhub.net import boundary_of
+from camhub.net import Remembered, boundary_of
 from camhub_dahua.client import (
     DahuaCGI,
     cgi_path,
@@ -84,6 +84,15 @@ class _Zone:
     read_at: float
 
 
+@attrs.frozen
+class _Layout:
+    """What the device's inputs are: how many, which are remote (NVR), their titles and sound."""
+
+    remote: int
+    names: tuple[str, ...]
+    audio: tuple[bool, ...]
+
+
 class DahuaAdapter(DeviceAdapter):
     """Talks to Dahua cameras, NVRs and DVRs over their HTTP CGI API with Digest authentication.
 
@@ -113,10 +122,18 @@ class DahuaAdapter(DeviceAdapter):
             stream_idle=self.idle_timeout,
         )
         self._zone: _Zone | None = None
+        self._identity: Remembered[DeviceIdentity] = Remembered()
+        self._layout: Remembered[_Layout] = Remembered()
 
     # -- identity and time --------------------------------------------------------------------
     async def identity(self) -> DeviceIdentity:
-        """``magicBox.cgi`` type, serial, firmware and name; the MAC from the ``Network`` config."""
+        """``magicBox.cgi`` type, serial, firmware and name; the MAC from the ``Network`` config.
+
+        Kept between calls (five requests), read again after a while or an outage.
+        """
+        return await self._identity.get(self._read_identity)
+
+    async def _read_identity(self) -> DeviceIdentity:
         try:
             model = await self._value("magicBox.cgi", "getDeviceType", "type", "device type")
         except DeviceUnsupported:
@@ -136,7 +153,15 @@ class DahuaAdapter(DeviceAdapter):
         """The device clock (``global.cgi?action=getCurrentTime``, local time) in UTC, and its offset."""
         zone = await self._zone_info()
         before = datetime.now(UTC)
-        table = await self._cgi.table(cgi_path("global.cgi", ("action", "getCurrentTime")), "device clock")
+        try:
+            table = await self._cgi.table(
+                cgi_path("global.cgi", ("action", "getCurrentTime")), "device clock"
+            )
+        except (DeviceUnreachable, DeviceTimeout):
+            # It may come back rebooted, upgraded or replaced: read what it is again.
+            self._identity.forget()
+            self._layout.forget()
+            raise
         after = datetime.now(UTC)
         device_time = parse_device_time(table.get("result"), zone.tz)
         if device_time is None:
@@ -153,8 +178,24 @@ class DahuaAdapter(DeviceAdapter):
         """Inputs: an NVR's remote channels (and a DVR's analogue ones first), or a camera's own.
 
         Titles come from ``ChannelTitle``, sound from ``Encode[…].MainFormat[0].AudioEnable``, an
-        NVR channel's state from ``LogicDeviceManager.cgi?action=getCameraState``.
+        NVR channel's state from ``LogicDeviceManager.cgi?action=getCameraState``. The layout
+        (counts, titles, sound: four requests) is kept between calls and read again after a
+        while or an outage; an NVR's channel states are asked every time.
         """
+        layout = await self._layout.get(self._read_layout)
+        online: dict[int, bool] = {}
+        if layout.remote:
+            states = await self._optional_table(
+                cgi_path("LogicDeviceManager.cgi", ("action", "getCameraState"), ("uniqueChannels[0]", -1)),
+                "camera states",
+            )
+            online = _camera_states(states)
+        return [
+            ChannelInfo(id=index + 1, name=name, online=online.get(index), audio=audio)
+            for index, (name, audio) in enumerate(zip(layout.names, layout.audio, strict=True))
+        ]
+
+    async def _read_layout(self) -> _Layout:
         remote = await self._count(
             cgi_path("magicBox.cgi", ("action", "getProductDefinition"), ("name", "MaxRemoteInputChannels")),
             "table.MaxRemoteInputChannels",
@@ -174,22 +215,14 @@ class DahuaAdapter(DeviceAdapter):
         if not total:
             raise DeviceProtocolError(self.config.id, "channels: the device reports no video input")
         encode = await self._optional_table(self._config_path("Encode"), "encoder configuration")
-        online: dict[int, bool] = {}
-        if remote:
-            states = await self._optional_table(
-                cgi_path("LogicDeviceManager.cgi", ("action", "getCameraState"), ("uniqueChannels[0]", -1)),
-                "camera states",
-            )
-            online = _camera_states(states)
-        return [
-            ChannelInfo(
-                id=index + 1,
-                name=titles.get(f"table.ChannelTitle[{index}].Name", ""),
-                online=online.get(index),
-                audio=encode.get(f"table.Encode[{index}].MainFormat[0].AudioEnable", "").lower() == "true",
-            )
-            for index in range(total)
-        ]
+        return _Layout(
+            remote=remote,
+            names=tuple(titles.get(f"table.ChannelTitle[{index}].Name", "") for index in range(total)),
+            audio=tuple(
+                encode.get(f"table.Encode[{index}].MainFormat[0].AudioEnable", "").lower() == "true"
+                for index in range(total)
+            ),
+        )
 
     async def stream(self, channel: int, profile: StreamProfile = StreamProfile.MAIN) -> MediaSource:
         """``rtsp://host:port/cam/realmonitor?channel=N&subtype=0`` (main) or ``subtype=1`` (sub)."""

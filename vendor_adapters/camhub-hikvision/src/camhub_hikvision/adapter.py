@@ -8,6 +8,7 @@ Channel ``n`` (camhub's, 1-based as in the device's web interface) is stream ``n
 from __future__ import annotations
 
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -38,7 +39,7 @@ from camhub.errors import (
 )
 from camhub.log import get_logger
 from camhub.model import DeviceConfig, DeviceKind
-from camhub.net import boundary_of
+from camhub.net import Remembered, boundary_of
 from camhub.secrets import Secret
 from camhub_hikvision.client import IsapiClient
 from camhub_hikvision.config import HikvisionConfig, RecordingClock
@@ -75,6 +76,14 @@ MAX_PICTURE = 8 * 1024 * 1024
 SEARCH_PAGE = 50
 #: Pages read before a search that keeps saying MORE counts as broken.
 MAX_SEARCH_PAGES = 1000
+
+
+@attrs.frozen
+class _Layout:
+    """A device's channel lists: a recorder's proxied inputs (None for a camera), its streams."""
+
+    proxied: ET.Element | None
+    streaming: tuple[ChannelInfo, ...]
 
 
 def _settings(config: DeviceConfig) -> HikvisionConfig:
@@ -119,6 +128,8 @@ class HikvisionAdapter(DeviceAdapter):
             timeout=self.settings.timeout,
         )
         self._info: DeviceInfo | None = None
+        self._identity: Remembered[DeviceInfo] = Remembered()
+        self._layout: Remembered[_Layout] = Remembered()
         self._zone: tzinfo | None = None  # the device's zone, once its clock has been read
 
     # -- identity and time --------------------------------------------------------------------
@@ -127,17 +138,27 @@ class HikvisionAdapter(DeviceAdapter):
         return self._info
 
     async def identity(self) -> DeviceIdentity:
-        return (await self._device_info()).identity
+        """``deviceInfo``, kept between calls (read again after a while or an outage)."""
+        return (await self._identity.get(self._device_info)).identity
 
     async def time(self) -> DeviceTime:
         before = datetime.now(UTC)
-        root = await self.isapi.get_xml(TIME, "Time")
+        try:
+            root = await self.isapi.get_xml(TIME, "Time")
+        except (DeviceUnreachable, DeviceTimeout):
+            self._forget()
+            raise
         after = datetime.now(UTC)
         clock = parse_time(self.config.id, root)
         self._zone = clock.zone
         # The device read its clock somewhere in the round trip: compare with its middle.
         offset = clock.time - (before + (after - before) / 2)
         return DeviceTime(device_time=clock.time, offset=offset, timezone=clock.label)
+
+    def _forget(self) -> None:
+        """The device is away: it may come back rebooted, upgraded or replaced, so read what it is again."""
+        self._identity.forget()
+        self._layout.forget()
 
     async def _device_zone(self) -> tzinfo:
         if self._zone is None:
@@ -153,22 +174,30 @@ class HikvisionAdapter(DeviceAdapter):
         return info.is_recorder
 
     async def channels(self) -> list[ChannelInfo]:
-        if not await self._is_recorder():
-            return parse_streaming_channels(
-                await self.isapi.get_xml(STREAMING_CHANNELS, "StreamingChannelList")
-            )
-        proxied = await self.isapi.get_xml(INPUT_PROXY, "InputProxyChannelList")
+        """A camera's streaming channels; a recorder's inputs, online or not, with their sound.
+
+        The channel lists are kept between calls and read again after a while or an outage; a
+        recorder's input states (``InputProxy/channels/status``) are asked every time.
+        """
+        layout = await self._layout.get(self._read_layout)
+        if layout.proxied is None:
+            return list(layout.streaming)
         try:
             status = await self.isapi.get_xml(INPUT_PROXY_STATUS, "InputProxyChannelStatusList")
         except DeviceUnsupported:
             status = None  # older firmware: online unknown
+        return merge_channels(parse_input_proxy_channels(layout.proxied, status), list(layout.streaming))
+
+    async def _read_layout(self) -> _Layout:
+        if not await self._is_recorder():
+            streaming = await self.isapi.get_xml(STREAMING_CHANNELS, "StreamingChannelList")
+            return _Layout(None, tuple(parse_streaming_channels(streaming)))
+        proxied = await self.isapi.get_xml(INPUT_PROXY, "InputProxyChannelList")
         try:
-            streaming = parse_streaming_channels(
-                await self.isapi.get_xml(STREAMING_CHANNELS, "StreamingChannelList")
-            )
+            streaming = await self.isapi.get_xml(STREAMING_CHANNELS, "StreamingChannelList")
         except DeviceUnsupported:
-            streaming = []
-        return merge_channels(parse_input_proxy_channels(proxied, status), streaming)
+            return _Layout(proxied, ())
+        return _Layout(proxied, tuple(parse_streaming_channels(streaming)))
 
     # -- media --------------------------------------------------------------------------------
     def _rtsp_netloc(self) -> str:
@@ -301,6 +330,7 @@ class HikvisionAdapter(DeviceAdapter):
         except DeviceAuthError as exc:
             return DeviceHealth(reachable=True, auth_ok=False, error=str(exc))
         except (DeviceUnreachable, DeviceTimeout) as exc:
+            self._forget()
             return DeviceHealth(reachable=False, auth_ok=False, error=str(exc))
         except DeviceError as exc:
             return DeviceHealth(reachable=True, auth_ok=True, error=str(exc))

@@ -37,7 +37,7 @@ from camhub.errors import (
     DeviceUnreachable,
     DeviceUnsupported,
 )
-from camhub.net import children, text
+from camhub.net import Remembered, children, text
 from camhub_onvif.client import OnvifClient, Services, rebase_media
 from camhub_onvif.config import OnvifConfig
 from camhub_onvif.events import PullPoint, PullPointOptions, pull_point_events
@@ -90,11 +90,17 @@ class OnvifAdapter(DeviceAdapter):
         #: How event subscriptions are kept (tests shorten the periods).
         self.pull_point_options = PullPointOptions()
         self._channels: tuple[MediaChannel, ...] | None = None
+        self._identity: Remembered[DeviceIdentity] = Remembered()
         self._media2_broken = False
         self._pull_points: set[PullPoint] = set()
 
     # -- identity and time ------------------------------------------------------------------
     async def identity(self) -> DeviceIdentity:
+        """Device information, MAC and name (three calls), kept between calls: read again after a
+        while or an outage."""
+        return await self._identity.get(self._read_identity)
+
+    async def _read_identity(self) -> DeviceIdentity:
         device = self.onvif.device_url
         info = await self.onvif.call(device, "tds", "GetDeviceInformation")
         mac = name = ""
@@ -106,7 +112,11 @@ class OnvifAdapter(DeviceAdapter):
         return parse_device_information(info, mac=mac, name=name)
 
     async def time(self) -> DeviceTime:
-        return await self.onvif.measure_clock()
+        try:
+            return await self.onvif.measure_clock()
+        except (DeviceUnreachable, DeviceTimeout):
+            self._identity.forget()  # it may come back rebooted, upgraded or replaced
+            raise
 
     # -- channels and media -----------------------------------------------------------------
     async def channels(self) -> list[ChannelInfo]:
@@ -245,6 +255,7 @@ class OnvifAdapter(DeviceAdapter):
         except DeviceAuthError:
             clock = None  # a device that hides even its clock: reachable, skew unknown
         except DeviceError as exc:
+            self._identity.forget()
             return DeviceHealth(reachable=False, auth_ok=False, error=str(exc))
         skew = clock.offset if clock else None
         try:

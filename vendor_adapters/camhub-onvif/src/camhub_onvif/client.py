@@ -8,7 +8,10 @@ Authentication follows the device configuration: WS-Security UsernameToken (Pass
 ``Created`` on the device's clock), HTTP Digest, or both. The device clock is measured first
 with the unauthenticated ``GetSystemDateAndTime``, so a device whose clock is minutes off still
 accepts the token. Credentials refused once are never sent again by this client: devices lock
-accounts after a few failures, and a wrong password does not become right by repetition.
+accounts after a few failures, and a wrong password does not become right by repetition. One
+exception, once per call: a WS-Security refusal that came after a slow exchange, or after which
+the device clock turns out to have jumped, may be a token that was too old on arrival; the call
+is sent once more with a fresh token, and a second refusal is final.
 
 Service addresses come from ``GetServices`` (``GetCapabilities`` on older devices). Devices
 behind NAT or port forwarding report their private address, so every returned address is
@@ -61,6 +64,10 @@ SERVICE_NAMESPACES = {
 CLOCK_MAX_AGE = 3600.0
 #: After a refused WS-Security token, a clock that moved more than this earns one more try.
 CLOCK_JUMP = timedelta(seconds=2)
+#: A WS-Security token refused by an exchange that took longer than this (seconds) may have
+#: arrived older than the device allows (a congested link or a long wait for a connection):
+#: it earns one more try with a fresh ``Created`` and nonce.
+STALE_TOKEN_AFTER = 2.0
 #: Longest time a device may hold back a long-poll answer (PullMessages ``Timeout``).
 MAX_POLL = 30.0
 
@@ -255,19 +262,23 @@ class OnvifClient:
             timeout=timeout,
             poll=poll,
         )
+        started = time.monotonic()
         try:
             answer = await send()
         except DeviceAuthError as exc:
             if optional and self._accepted:
                 raise  # a right this account lacks; its credentials are fine
-            if self._wsse and await self._clock_moved():
-                try:
-                    answer = await send()
-                except DeviceAuthError as again:
-                    self._refuse(operation, again)
-                    raise
-            else:
+            slow = time.monotonic() - started > STALE_TOKEN_AFTER
+            if not (self._wsse and (slow or await self._clock_moved())):
                 self._refuse(operation, exc)
+                raise
+            get_logger(__name__).info(
+                "onvif.token_retried", device=self.device_id, operation=operation, slow=slow
+            )
+            try:
+                answer = await send()  # _send stamps a fresh Created and nonce
+            except DeviceAuthError as again:
+                self._refuse(operation, again)
                 raise
         self._accepted = True
         return answer

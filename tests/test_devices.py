@@ -1,0 +1,106 @@
+"""``camhub.devices.ClientPool``: one shared client, a small connection pool per device, kept alive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from aiohttp import web
+
+from camhub.devices import ClientPool, DevicePoolTransport
+from camhub.model import DeviceConfig, DeviceKind
+
+
+@asynccontextmanager
+async def device() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A loopback HTTP device: ``/port`` answers the client's source port (which connection),
+    ``/hold`` sends its headers and then holds the answer open until the event is set."""
+    release = asyncio.Event()
+
+    async def port(request: web.Request) -> web.Response:
+        return web.Response(text=str(request.transport.get_extra_info("peername")[1]))  # type: ignore[union-attr]
+
+    async def hold(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await release.wait()
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/port", port)
+    app.router.add_get("/hold", hold)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", release
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+def config(number: int, *, https: bool = False, verify_tls: bool = True) -> DeviceConfig:
+    return DeviceConfig(
+        vendor="toy",
+        id=f"dev-{number}",
+        kind=DeviceKind.CAMERA,
+        host="127.0.0.1",
+        port=8000 + number,
+        credentials="site",
+        https=https,
+        verify_tls=verify_tls,
+    )
+
+
+def test_devices_share_one_client_and_each_gets_its_own_pool() -> None:
+    async def scenario() -> None:
+        async with ClientPool() as pool, device() as (first, _), device() as (second, _):
+            client = pool.client_for(config(1))
+            assert pool.client_for(config(2)) is client
+            assert pool.client_for(config(3, https=True, verify_tls=False)) is not client
+            transport = client._transport
+            assert isinstance(transport, DevicePoolTransport)
+            for url in (first, second, first):
+                assert (await client.get(f"{url}/port")).status_code == 200
+            assert transport.devices == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_busy_device_does_not_hold_back_another() -> None:
+    async def scenario() -> None:
+        async with (
+            ClientPool(connections_per_device=1) as pool,
+            device() as (busy, release),
+            device() as (
+                other,
+                _,
+            ),
+        ):
+            client = pool.client_for(config(1))
+            async with client.stream("GET", f"{busy}/hold"):  # the busy device's one connection
+                assert (await client.get(f"{other}/port", timeout=5.0)).status_code == 200
+                with pytest.raises(httpx.PoolTimeout):
+                    await client.get(f"{busy}/port", timeout=httpx.Timeout(5.0, pool=0.3))
+                release.set()
+            assert (await client.get(f"{busy}/port", timeout=5.0)).status_code == 200
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("keepalive", "reused"), [(60.0, True), (0.1, False)])
+def test_idle_connections_are_kept_for_the_next_sweep(keepalive: float, reused: bool) -> None:
+    async def scenario() -> None:
+        async with ClientPool(keepalive_expiry=keepalive) as pool, device() as (url, _):
+            client = pool.client_for(config(1))
+            before = (await client.get(f"{url}/port")).text
+            await asyncio.sleep(0.5)  # a pause between sweeps, longer than the short expiry
+            after = (await client.get(f"{url}/port")).text
+            assert (before == after) is reused
+
+    asyncio.run(scenario())
