@@ -95,6 +95,10 @@ def test_holder_names_are_unique_per_run_and_fit_a_postgresql_session_name() -> 
     names = {holder_name("x" * 200) for _ in range(50)} | {holder_name("a/b")}
     assert len(names) == 51
     assert all(len("camhub-hub " + name) <= 63 and "/" not in name for name in names)
+    assert all(LeaseSettings(holder=name).holder == name for name in names)
+    for wrong in ("", "a/b", "x" * 53):
+        with pytest.raises(ValueError, match="lease holder name"):
+            LeaseSettings(holder=wrong)
 
 
 # -- the catalog's lease methods (SQLite and PostgreSQL) -----------------------------------------

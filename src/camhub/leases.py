@@ -73,6 +73,8 @@ Fence = tuple[str, int]
 
 #: Hubs with a name longer than this are cut (PostgreSQL keeps 63 characters of a session name).
 _HUB_NAME_LIMIT = 32
+#: A holder name is at most this long (PostgreSQL session names: 63 less ``camhub-hub ``).
+_HOLDER_LIMIT = 52
 
 
 def holder_name(hub: str | None = None) -> str:
@@ -99,6 +101,10 @@ class LeaseSettings:
     def __attrs_post_init__(self) -> None:
         if not self.period > 0:
             raise ValueError(f"the lease period must be positive, got {self.period}")
+        if not 0 < len(self.holder) <= _HOLDER_LIMIT or "/" in self.holder:
+            raise ValueError(
+                f"a lease holder name has 1 to {_HOLDER_LIMIT} characters and no '/', got {self.holder!r}"
+            )
 
     @property
     def interval(self) -> float:
