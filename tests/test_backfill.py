@@ -327,3 +327,47 @@ def test_cli_backfill_dry_run_and_failure_exit(tmp_path: Path) -> None:
     )
     assert shown.returncode == 1 and "no device 'nope'" in shown.stderr
     assert "Traceback" not in shown.stderr
+
+
+def test_hub_backfills_a_gap_by_itself_once_it_closes(tmp_path: Path, host: PluginHost) -> None:
+    """With ``backfill_after``, the hub fills a channel's gap from the device soon after it closes."""
+    province = load_config(_province(tmp_path, [_camera("onvif")]), host=host)
+    data = tmp_path / "hub"
+
+    async def scenario() -> list[SegmentRecord]:
+        async with Fleet(province) as fleet:
+            with Catalog.open(str(data / "catalog.db")) as catalog:
+                settings = HubSettings(
+                    data_dir=data,
+                    segment_seconds=SEGMENT,
+                    socket_timeout=2.0,
+                    upload=False,
+                    backfill_after=1.0,
+                )
+                hub = Hub(province, host, catalog, settings)
+                stop = asyncio.Event()
+                began = datetime.now(UTC)
+                task = asyncio.create_task(hub.run(stop))
+                try:
+                    # The device records all along (its recording's end lies ahead: it goes on).
+                    fleet.keep_recordings("onvif-1", began, began + timedelta(minutes=5), tmp_path)
+                    await _until(
+                        lambda: catalog.segments("onvif-1", 1, began, datetime.now(UTC)), 30, "recording"
+                    )
+                    fleet.cut("onvif-1")
+                    await asyncio.sleep(5)
+                    fleet.restore("onvif-1")
+
+                    def backfilled() -> list[SegmentRecord]:
+                        segments = catalog.segments("onvif-1", 1, began, datetime.now(UTC))
+                        return [s for s in segments if s.source is SegmentSource.BACKFILL]
+
+                    await _until(backfilled, 40, "a backfilled segment")
+                finally:
+                    stop.set()
+                    await task
+                return backfilled()
+
+    segments = asyncio.run(scenario())
+    assert segments and all(s.backfill_source and s.backfill_source.startswith("onvif-1") for s in segments)
+    assert sum((s.end - s.start).total_seconds() for s in segments) >= 2.0

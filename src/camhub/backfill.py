@@ -23,6 +23,7 @@ timestamps. A device that names neither is taken to start where asked (within on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,16 @@ from typing import Any
 import attrs
 
 from camhub.adapter import Capability, DeviceAdapter, MediaSource, RecordingSpan
-from camhub.catalog import MAX_SEGMENT_DURATION, Catalog, GapRecord, SegmentOverlap, SegmentSource, Span
+from camhub.catalog import (
+    MAX_SEGMENT_DURATION,
+    Catalog,
+    GapRecord,
+    InvalidChange,
+    NotInCatalog,
+    SegmentOverlap,
+    SegmentSource,
+    Span,
+)
 from camhub.devices import ClientPool, open_adapter
 from camhub.errors import CamhubError, DeviceError, DeviceUnsupported
 from camhub.log import get_logger
@@ -274,7 +284,10 @@ class _Backfill:
         filled = tuple(s for s in (self._catalogue(device, segment) for segment in sealed) if s is not None)
         remaining = [Span(start=gap.start, end=gap.end)]
         if filled:
-            rows = self.catalog.fill_gap(gap.id, filled, filled_by=f"backfill:{device.id}")
+            try:
+                rows = self.catalog.fill_gap(gap.id, filled, filled_by=f"backfill:{device.id}")
+            except (NotInCatalog, InvalidChange):  # another backfill (another hub) took the gap meanwhile
+                rows = []
             remaining = [Span(start=r.start, end=r.end) for r in rows if r.end is not None]
         if filled:
             status = BackfillStatus.PARTIAL if remaining else BackfillStatus.FILLED
@@ -317,7 +330,19 @@ class _Backfill:
         before = self.catalog.segments(device.id, gap.channel, gap.start - MAX_SEGMENT_DURATION, gap.start)
         origin = before[-1].start if before else None
         shown = f"{device.vendor}://{device.host}/channel/{gap.channel}/recording"
-        return await asyncio.to_thread(self._remux, key, shown, source, span.start, (start, stop), origin)
+        running: list[ChannelRecorder] = []
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._remux, key, shown, source, span.start, (start, stop), origin, running)
+        )
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:  # the hub stops: end the fetch, keep nothing uncatalogued
+            for recorder in running:
+                recorder.request_stop()
+            with contextlib.suppress(Exception):
+                for segment in await work:
+                    segment.path.unlink(missing_ok=True)
+            raise
 
     def _remux(
         self,
@@ -327,6 +352,7 @@ class _Backfill:
         listed_start: datetime,
         window: tuple[datetime, datetime],
         origin: datetime | None,
+        running: list[ChannelRecorder],
     ) -> list[SealedSegment]:
         url = source.authenticated_url()
         relay: RtspRelay | None = None
@@ -351,6 +377,7 @@ class _Backfill:
             clock=lambda: (relay.played_from if relay is not None else None) or starts_at,
             grid_origin=origin,
         )
+        running.append(recorder)
         try:
             recorder.record_span(*window)
         except DeviceError as exc:

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from camhub.cli.hubcmd import data_dir_option, open_catalog
+from camhub.cli.hubcmd import catalog_option, data_dir_option, open_catalog, require_unit
 
 _ICT = timedelta(hours=7)
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -35,7 +35,7 @@ def parse_since(text: str, now: datetime) -> datetime:
 @click.command()
 @click.argument("config", type=click.Path(path_type=Path, dir_okay=False), metavar="CONFIG")
 @data_dir_option
-@click.option("--catalog", "catalog_url", help="Catalog URL (default: SQLite in the data folder).")
+@catalog_option
 @click.option("--unit", help="Only the devices of this unit and the units below it.")
 @click.option("--device", "devices", multiple=True, metavar="ID", help="Only this device (repeatable).")
 @click.option(
@@ -69,6 +69,7 @@ def backfill(
     from camhub.backfill import backfill_gaps
 
     province = state.load(config)
+    require_unit(province, unit, "--unit", config)
     now = datetime.now(UTC)
     start = parse_since(since, now)
     end = parse_since(until, now) if until else now
