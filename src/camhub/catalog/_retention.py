@@ -1,0 +1,310 @@
+"""The catalog's retention side: holds, the deletion audit, and the queries retention runs.
+
+A mixin of :class:`~camhub.catalog.Catalog` (kept in its own module: the policy lives in
+:mod:`camhub.retention`; these are only the reads and writes it needs, each one transaction).
+
+Candidate queries walk the segments oldest first in batches, resumed after the last
+``(start, id)`` seen (keyset pagination: each batch is one bounded index range, whatever the
+size of the catalog), and never decide anything: :func:`camhub.retention.protection` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from camhub.catalog._errors import InvalidChange, NotInCatalog
+from camhub.catalog._records import (
+    DeletionRecord,
+    HoldKind,
+    HoldRecord,
+    SegmentRecord,
+    StorageTier,
+    SyncState,
+)
+from camhub.catalog._schema import DeletionRow, DeviceRow, HoldRow, SegmentRow
+from camhub.catalog._types import utc
+
+__all__ = ["RetentionCatalog"]
+
+
+def _converter(cls: type[Any]) -> Callable[[Any], Any]:
+    names = tuple(field.name for field in attrs.fields(cls))
+    return lambda row: cls(**{name: getattr(row, name) for name in names})
+
+
+_hold: Callable[[HoldRow], HoldRecord] = _converter(HoldRecord)
+_deletion: Callable[[DeletionRow], DeletionRecord] = _converter(DeletionRecord)
+_segment: Callable[[SegmentRow], SegmentRecord] = _converter(SegmentRecord)
+
+
+class RetentionCatalog:
+    """Holds, deletions and retention candidates (methods of :class:`~camhub.catalog.Catalog`)."""
+
+    _clock: Callable[[], datetime]
+
+    if TYPE_CHECKING:  # provided by Catalog
+
+        def _writing(self) -> contextlib.AbstractContextManager[Session]: ...
+        def _reading(self) -> contextlib.AbstractContextManager[Session]: ...
+
+    # -- holds -----------------------------------------------------------------------------------
+
+    def add_hold(
+        self,
+        device_id: str,
+        channel: int | None,
+        start: datetime,
+        end: datetime,
+        *,
+        kind: HoldKind,
+        reason: str,
+        by: str,
+        at: datetime | None = None,
+    ) -> HoldRecord:
+        """Hold ``[start, end)`` of a device's channel (every channel when ``channel`` is ``None``).
+
+        Held footage is never deleted until the hold is released (:meth:`release_hold`).
+
+        :param kind: why: an export, an incident, or a manual hold.
+        :param reason: what for, in words (required: a hold nobody can explain is never released).
+        :param by: who placed it (a person's id or name, or a hub).
+        :raises ValueError: an empty reason or ``by``, or ``end`` not after ``start``.
+        :raises NotInCatalog: the device is not in the catalog.
+        """
+        a, b = utc(start, "start"), utc(end, "end")
+        if not reason.strip():
+            raise ValueError("a hold needs a reason (what it is for, e.g. an incident or export number)")
+        if not by.strip():
+            raise ValueError("a hold needs the name of who places it")
+        if b <= a:
+            raise ValueError(f"a hold must end after it starts: [{a.isoformat()}, {b.isoformat()})")
+        when = utc(at, "at") if at is not None else self._clock()
+        with self._writing() as session:
+            if session.get(DeviceRow, device_id) is None:
+                raise NotInCatalog(f"device {device_id!r} is not in the catalog")
+            row = HoldRow(
+                device_id=device_id,
+                channel=channel,
+                start=a,
+                end=b,
+                kind=kind,
+                reason=reason.strip(),
+                created_by=by,
+                created_at=when,
+                released_at=None,
+                released_by=None,
+            )
+            session.add(row)
+            session.flush()
+            return _hold(row)
+
+    def release_hold(self, hold_id: int, *, by: str, at: datetime | None = None) -> HoldRecord:
+        """Release a hold (the row stays, with who released it and when).
+
+        :raises NotInCatalog: no such hold.
+        :raises InvalidChange: it was already released.
+        """
+        when = utc(at, "at") if at is not None else self._clock()
+        with self._writing() as session:
+            row = session.get(HoldRow, hold_id, with_for_update=True)
+            if row is None:
+                raise NotInCatalog(f"hold {hold_id} is not in the catalog")
+            if row.released_at is not None:
+                raise InvalidChange(
+                    f"hold {hold_id} was already released by {row.released_by} at {row.released_at.isoformat()}"
+                )
+            row.released_at, row.released_by = when, by
+            session.flush()
+            return _hold(row)
+
+    def hold(self, hold_id: int) -> HoldRecord | None:
+        """The hold, or ``None`` when there is none with this id."""
+        with self._reading() as session:
+            row = session.get(HoldRow, hold_id)
+            return None if row is None else _hold(row)
+
+    def holds(
+        self,
+        *,
+        device_id: str | None = None,
+        channel: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        active_only: bool = True,
+    ) -> list[HoldRecord]:
+        """Holds (active ones only, unless ``active_only`` is false), by device, start and id.
+
+        :param device_id: only this device's holds.
+        :param channel: only holds covering this channel (its own, and the device-wide ones).
+        :param start: with ``end``: only holds overlapping ``[start, end)``.
+        """
+        query = select(HoldRow).order_by(HoldRow.device_id, HoldRow.start, HoldRow.id)
+        if active_only:
+            query = query.where(HoldRow.released_at.is_(None))
+        if device_id is not None:
+            query = query.where(HoldRow.device_id == device_id)
+        if channel is not None:
+            query = query.where(or_(HoldRow.channel.is_(None), HoldRow.channel == channel))
+        if start is not None:
+            query = query.where(HoldRow.end > utc(start, "start"))
+        if end is not None:
+            query = query.where(HoldRow.start < utc(end, "end"))
+        with self._reading() as session:
+            return [_hold(row) for row in session.scalars(query)]
+
+    def active_holds_of(self, devices: list[str], start: datetime, end: datetime) -> list[HoldRecord]:
+        """The active holds of any of ``devices`` overlapping ``[start, end)`` (one query for a batch)."""
+        if not devices:
+            return []
+        query = (
+            select(HoldRow)
+            .where(
+                HoldRow.released_at.is_(None),
+                HoldRow.device_id.in_(sorted(set(devices))),
+                HoldRow.end > utc(start, "start"),
+                HoldRow.start < utc(end, "end"),
+            )
+            .order_by(HoldRow.id)
+        )
+        with self._reading() as session:
+            return [_hold(row) for row in session.scalars(query)]
+
+    # -- retention candidates ----------------------------------------------------------------------
+
+    def retention_candidates(
+        self,
+        tier: StorageTier,
+        ended_before: datetime,
+        *,
+        after: tuple[datetime, int] | None = None,
+        limit: int = 500,
+    ) -> list[SegmentRecord]:
+        """Up to ``limit`` synced segments with a copy in ``tier`` that ended by ``ended_before``.
+
+        Oldest first (by start, then id); pass the last one's ``(start, id)`` as ``after`` for the
+        next batch. Holds are not looked at here (the caller's policy decides).
+        """
+        cutoff = utc(ended_before, "ended_before")
+        copy = (
+            SegmentRow.local_path.is_not(None)
+            if tier is StorageTier.LOCAL
+            else and_(SegmentRow.storage_key.is_not(None), SegmentRow.central_deleted_at.is_(None))
+        )
+        # ``start < cutoff`` is implied by ``end <= cutoff``; it bounds the scan of the start index.
+        query = (
+            select(SegmentRow)
+            .where(
+                copy,
+                SegmentRow.sync_state == SyncState.SYNCED,
+                SegmentRow.start < cutoff,
+                SegmentRow.end <= cutoff,
+            )
+            .order_by(SegmentRow.start, SegmentRow.id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(SegmentRow.start, SegmentRow.id) > tuple_(utc(after[0]), after[1]))
+        with self._reading() as session:
+            return [_segment(row) for row in session.scalars(query)]
+
+    # -- the deletion audit ------------------------------------------------------------------------
+
+    def record_deletion(
+        self,
+        segment_id: int,
+        tier: StorageTier,
+        *,
+        location: str,
+        rule: str,
+        by: str,
+        at: datetime | None = None,
+    ) -> DeletionRecord:
+        """Record that the ``tier`` copy of a segment at ``location`` was deleted, in one transaction.
+
+        The segment forgets that copy (``local_path`` becomes ``None``, or ``central_deleted_at`` is
+        set); when no copy is left, its row is removed: the audit row keeps what it was (device,
+        channel, span, SHA-256, size), and coverage no longer counts footage that is gone.
+
+        :param location: the local path or the storage key deleted (must be the segment's own).
+        :param rule: the policy that allowed it, e.g. ``central_days=30``.
+        :param by: who deleted it (a hub, or the person running the command).
+        :raises NotInCatalog: no such segment.
+        :raises InvalidChange: the segment has no such copy (already deleted, or another location).
+        """
+        when = utc(at, "at") if at is not None else self._clock()
+        with self._writing() as session:
+            row = session.get(SegmentRow, segment_id, with_for_update=True)
+            if row is None:
+                raise NotInCatalog(f"segment {segment_id} is not in the catalog")
+            if tier is StorageTier.LOCAL:
+                if row.local_path != location:
+                    raise InvalidChange(f"segment {segment_id} has no local copy at {location!r}")
+                row.local_path = None
+            else:
+                if row.storage_key != location or row.central_deleted_at is not None:
+                    raise InvalidChange(f"segment {segment_id} has no central copy under {location!r}")
+                row.central_deleted_at = when
+            audit = DeletionRow(
+                segment_id=row.id,
+                device_id=row.device_id,
+                channel=row.channel,
+                start=row.start,
+                end=row.end,
+                tier=tier,
+                location=location,
+                sha256=row.sha256,
+                size=row.size,
+                rule=rule,
+                deleted_at=when,
+                deleted_by=by,
+            )
+            session.add(audit)
+            central_left = row.storage_key is not None and row.central_deleted_at is None
+            if row.local_path is None and not central_left:
+                session.delete(row)
+            session.flush()
+            return _deletion(audit)
+
+    def deletions(
+        self,
+        *,
+        device_id: str | None = None,
+        channel: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        deleted_since: datetime | None = None,
+        deleted_before: datetime | None = None,
+        tier: StorageTier | None = None,
+        limit: int = 10_000,
+    ) -> list[DeletionRecord]:
+        """The deletion audit, by deletion time: what was deleted, where, by which rule, by whom.
+
+        :param device_id: with ``channel``: only that device (channel).
+        :param start: with ``end``: only segments overlapping ``[start, end)``.
+        :param deleted_since: with ``deleted_before``: only deletions made in that period.
+        :param tier: only deletions of local copies, or of central objects.
+        """
+        query = select(DeletionRow).order_by(DeletionRow.deleted_at, DeletionRow.id).limit(limit)
+        if device_id is not None:
+            query = query.where(DeletionRow.device_id == device_id)
+        if channel is not None:
+            query = query.where(DeletionRow.channel == channel)
+        if start is not None:
+            query = query.where(DeletionRow.end > utc(start, "start"))
+        if end is not None:
+            query = query.where(DeletionRow.start < utc(end, "end"))
+        if tier is not None:
+            query = query.where(DeletionRow.tier == tier)
+        if deleted_since is not None:
+            query = query.where(DeletionRow.deleted_at >= utc(deleted_since, "deleted_since"))
+        if deleted_before is not None:
+            query = query.where(DeletionRow.deleted_at < utc(deleted_before, "deleted_before"))
+        with self._reading() as session:
+            return [_deletion(row) for row in session.scalars(query)]
