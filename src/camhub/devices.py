@@ -28,7 +28,7 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
     httpcore's pool walks all its connections on every request start and end, so one pool
     holding a connection per device costs O(devices²) per request and collapses at a thousand
     devices. Here each device's pool holds at most ``connections_per_device`` connections; it is
-    made on the device's first request (tens of microseconds) and shares one TLS context.
+    made on the device's first request (a few microseconds) and shares one TLS context.
 
     :param verify: check device certificates (False for devices with self-signed ones).
     :param connections_per_device: connections open at once to one device (an event stream, a
