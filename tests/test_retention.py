@@ -378,6 +378,22 @@ def test_a_hold_puts_the_stores_legal_hold_on_and_release_lifts_it(site: Site) -
     }
 
 
+def test_a_copy_already_gone_from_the_store_is_recorded_but_a_missing_local_file_is_left_alone(
+    site: Site,
+) -> None:
+    elsewhere = site.segment(NOW - 20 * DAY)
+    vanished = site.segment(NOW - 20 * DAY + MINUTE)
+    Path(str(elsewhere.local_path)).unlink()  # as if in another hub's spool
+    site.store.delete(str(vanished.storage_key))  # e.g. a crash after the delete, before the record
+    report = site.retention(central_days=10).run()
+    assert report.kept["local file not found here"] == 1
+    kept = site.catalog.segment(elsewhere.id)
+    assert kept is not None and kept.local_path == elsewhere.local_path
+    gone = [a for a in report.actions if a.segment_id == vanished.id and a.tier is StorageTier.CENTRAL]
+    assert [(a.outcome, a.detail) for a in gone] == [("deleted", "the store no longer had it")]
+    assert site.catalog.segment(vanished.id) is None
+
+
 def test_a_dry_run_deletes_nothing(site: Site) -> None:
     segment = site.segment(NOW - 9 * DAY)
     report = site.retention().run(dry_run=True)
@@ -623,11 +639,10 @@ def test_cli_hold_add_list_release_protects_footage(
 # -- the hub: a pass in its control loop, recording paused rather than protected footage deleted -----
 
 
-def test_hub_pauses_recording_with_a_disk_full_gap_when_only_protected_footage_is_left(
-    tmp_path: Path,
-) -> None:
+def test_hub_pauses_recording_with_a_disk_full_gap_then_resumes_when_room_is_back(tmp_path: Path) -> None:
     import asyncio
     import json
+    import os
 
     from gst_peer import GstRtspServer, require_gst
     from test_hub import PASSWORD, province_yaml
@@ -640,32 +655,49 @@ def test_hub_pauses_recording_with_a_disk_full_gap_when_only_protected_footage_i
     mounts = {"/cam1": "h264+aac", "/cam2": "h264+pcmu", "/mic": "aac"}
     with GstRtspServer(mounts, user="admin", password=PASSWORD) as server:
         config = province_yaml(server, tmp_path)
-        # No filesystem has an exabyte free: always short of space, and with uploads off nothing is synced.
         config.write_text(
             config.read_text()
-            + "storage: {central: {backend: filesystem, path: central}, spool_min_free_gb: 1000000000}\n",
+            + "storage: {central: {backend: filesystem, path: central}, spool_max_gb: 0.1}\n",
             encoding="utf-8",
         )
+        # 200 MB the hub cannot delete (not catalogued footage; a sparse file costs no disk), and
+        # with uploads off nothing is synced: the spool is over its limit with nothing deletable.
+        junk = tmp_path / "data" / "spool" / "junk.bin"
+        junk.parent.mkdir(parents=True)
+        with junk.open("wb") as f:
+            os.truncate(f.fileno(), 200 * 1024**2)
         host = PluginHost.from_installed()
         province = load_config(config, host=host)
         settings = HubSettings(
-            data_dir=tmp_path / "data", segment_seconds=1, upload=False, retention_interval=0.5
+            data_dir=tmp_path / "data", segment_seconds=1, upload=False, retention_interval=0.3
         )
+        seen: dict[str, object] = {}
         with Catalog.open(str(tmp_path / "catalog.db")) as catalog:
             hub = Hub(province, host, catalog, settings)
 
+            def make_room() -> None:
+                seen["while_paused"] = dict(hub.retention_status or {}).get("pressure")
+                seen["recorders_while_paused"] = len(hub.recorders)
+                junk.unlink()
+
             async def scenario() -> None:
                 stop = asyncio.Event()
-                asyncio.get_running_loop().call_later(4.0, stop.set)
+                loop = asyncio.get_running_loop()
+                loop.call_later(2.5, make_room)
+                loop.call_later(7.0, stop.set)
                 await hub.run(stop)
 
             asyncio.run(scenario())
-            assert hub.retention_status is not None, "no retention pass ran"
-            assert hub.retention_status["pressure"] == "degraded", hub.retention_status
+            assert hub.retention_status is not None and hub.retention_status["pressure"] == "ok"
             far = NOW + 3650 * DAY
             gaps = [g for channel in (1, 2, 3) for g in catalog.gaps("enc-1", channel, NOW - 3650 * DAY, far)]
+            disk_full = [g for g in gaps if g.cause is GapCause.OTHER]
+            assert seen == {"while_paused": "degraded", "recorders_while_paused": 0}
+            assert len(disk_full) == 3 and all(g.detail.startswith("disk full") for g in disk_full)
+            assert all(g.end is not None and g.closed_by == "reconnected" for g in disk_full)
+            resumed = max(g.end for g in disk_full if g.end is not None)
+            after = catalog.segments("enc-1", 1, resumed, far)
+            assert after, "recording did not resume"
             assert catalog.deletions() == []
-    disk_full = [g for g in gaps if g.cause is GapCause.OTHER]
-    assert len(disk_full) == 3 and all(g.detail.startswith("disk full") and g.is_open for g in disk_full)
     status = json.loads((tmp_path / "data" / "status.json").read_text())
-    assert status["retention"]["pressure"] == "degraded"
+    assert status["retention"]["pressure"] == "ok"

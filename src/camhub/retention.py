@@ -326,9 +326,8 @@ class Retention:
     def _relieve(self, report: RetentionReport) -> None:
         """The disk-pressure policy (see the module documentation)."""
         used, free = spool_usage(self.spool)
-        freed_before = sum(a.size for a in report.actions if a.tier is StorageTier.LOCAL)
-        if report.dry_run:
-            used = max(used - freed_before, 0)  # what the earlier sweep would have freed
+        if report.dry_run:  # what the sweep before would have freed
+            used = max(used - sum(a.size for a in report.actions if a.tier is StorageTier.LOCAL), 0)
         short = max(used - self.policy.spool_max_bytes, self.policy.spool_min_free_bytes - free)
         if short <= 0:
             report.pressure = Pressure(spool_bytes=used, free_bytes=free)

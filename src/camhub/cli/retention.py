@@ -35,7 +35,12 @@ _by_option = click.option(
 
 
 def _who(by: str | None) -> str:
-    name = (by if by is not None else getpass.getuser()).strip()
+    if by is None:
+        try:
+            by = getpass.getuser()
+        except (OSError, KeyError):  # no login name (e.g. a container without a user entry)
+            raise click.UsageError("--by: cannot tell who you are; give --by NAME") from None
+    name = by.strip()
     if not name:
         raise click.UsageError("--by: give a name (who acts is recorded)")
     return name
