@@ -284,21 +284,7 @@ def test_property_no_protected_copy_is_ever_deleted_and_every_due_one_is(site: S
         spool_days: int,
         steps: list[int],
     ) -> None:
-        site.reset()
-        site.clock.now = NOW
-        before: dict[int, SegmentRecord] = {}
-        for channel, age, state in segments:
-            start = (NOW - age * HOUR).replace(minute=0) + channel * MINUTE
-            if any(s.channel == channel and s.start == start for s in before.values()):
-                continue
-            record = site.segment(start, channel=channel, synced=state in ("synced", "requeued"))
-            if state == "requeued":  # the central copy was found damaged: it must be sent again
-                record = site.catalog.mark_pending(record.id)
-            elif state in ("failed", "uploading"):
-                record = site.catalog.mark_uploading(record.id)
-                if state == "failed":
-                    record = site.catalog.mark_failed(record.id, "store down")
-            before[record.id] = record
+        before = _populate(site, segments)
         keeper = site.retention(central_days=central_days, spool_days=spool_days)
         placed = [
             (
@@ -326,6 +312,60 @@ def test_property_no_protected_copy_is_ever_deleted_and_every_due_one_is(site: S
             report = keeper.run()
             assert report.errors == [] and report.count("refused by the store") == 0
             _check_pass(site, before, active, keeper.policy, audited)
+
+    check()
+
+
+def _populate(site: Site, segments: list[tuple[int, int, str]]) -> dict[int, SegmentRecord]:
+    """The segments of a generated history, each in the sync state it names."""
+    site.reset()
+    site.clock.now = NOW
+    made: dict[int, SegmentRecord] = {}
+    for channel, age, state in segments:
+        start = NOW - age * HOUR - channel * MINUTE  # sealed: ended by now
+        if any(s.channel == channel and s.start == start for s in made.values()):
+            continue
+        record = site.segment(start, channel=channel, synced=state in ("synced", "requeued"))
+        if state == "requeued":  # the central copy was found damaged: it must be sent again
+            record = site.catalog.mark_pending(record.id)
+        elif state in ("failed", "uploading"):
+            record = site.catalog.mark_uploading(record.id)
+            if state == "failed":
+                record = site.catalog.mark_failed(record.id, "store down")
+        made[record.id] = record
+    return made
+
+
+def test_property_disk_pressure_never_deletes_protected_footage(site: Site) -> None:
+    @settings(max_examples=10, deadline=None, database=None, phases=[Phase.explicit, Phase.generate])
+    @given(segments=_segments, holds=_holds, limit=st.integers(0, 10_000), spool_days=st.integers(0, 3))
+    def check(
+        segments: list[tuple[int, int, str]],
+        holds: list[tuple[int | None, int, int, bool]],
+        limit: int,
+        spool_days: int,
+    ) -> None:
+        before = _populate(site, segments)
+        keeper = site.retention(spool_days=spool_days, spool_max_bytes=limit)
+        for channel, start, length, _ in holds:
+            span = NOW - start * HOUR, NOW - start * HOUR + length * HOUR
+            keeper.add_hold(DEVICE, channel, *span, kind=HoldKind.MANUAL, reason="kept", by="an")
+        active = [(h.channel, h.start, h.end) for h in site.catalog.holds()]
+        report = keeper.run()
+        used = sum(p.stat().st_size for p in site.spool.rglob("*.mp4"))
+        for segment in before.values():
+            local = Path(str(segment.local_path)).exists()
+            protected = segment.sync_state is not SyncState.SYNCED or _held(segment, active)
+            if protected:
+                assert local, f"disk pressure deleted protected footage: {segment}"
+            elif report.pressure.degraded:
+                assert not local, "degraded while deletable footage was left"
+            if segment.storage_key is not None:  # pressure never touches the central copy
+                central_due = not protected and segment.end <= NOW - FLOOR
+                assert (site.store.head(segment.storage_key) is None) == central_due
+        assert (report.pressure.level == "ok") == (report.pressure.spool_bytes <= limit)
+        if report.pressure.level == "relieved":
+            assert used <= limit
 
     check()
 
