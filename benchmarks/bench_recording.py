@@ -477,6 +477,9 @@ def camhub_worker(urls: Sequence[str], channels: range, spool: Path) -> None:
 
     from camhub.catalog import GapCause
     from camhub.recorder import ChannelKey, ChannelRecorder, RecorderState, SealedSegment
+    from camhub.recorder.memory import limit_freed_memory
+
+    limit_freed_memory()  # as `camhub run` does
 
     class Callbacks:
         """Trivial in-memory callbacks (the hub's would write the catalog)."""

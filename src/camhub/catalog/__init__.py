@@ -19,15 +19,17 @@ each serves are listed in :mod:`camhub.catalog._schema`.
 
 from __future__ import annotations
 
-from camhub.catalog._catalog import Catalog, ChannelLike
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from camhub.catalog._errors import (
     CatalogError,
     CatalogUnavailable,
     InvalidChange,
+    LeaseLost,
     NotInCatalog,
     SegmentOverlap,
 )
-from camhub.catalog._migrate import alembic_config, head_revision
 from camhub.catalog._records import (
     Backlog,
     ChannelRecord,
@@ -46,7 +48,37 @@ from camhub.catalog._records import (
     StorageTier,
     SyncState,
 )
-from camhub.catalog._schema import MAX_SEGMENT_DURATION
+
+if TYPE_CHECKING:
+    from camhub.catalog._catalog import Catalog, ChannelLike
+    from camhub.catalog._leases import HubAnnouncement
+    from camhub.catalog._migrate import alembic_config, head_revision
+    from camhub.catalog._schema import MAX_SEGMENT_DURATION
+
+# The value objects and errors above are light; what needs SQLAlchemy (and Alembic) is imported
+# on first use, so that a process that only records (camhub.recorder needs GapCause) does not
+# carry the database libraries (about 35 MB; docs/benchmarks.md, issue #4).
+_LAZY = {
+    "Catalog": "_catalog",
+    "ChannelLike": "_catalog",
+    "HubAnnouncement": "_leases",
+    "alembic_config": "_migrate",
+    "head_revision": "_migrate",
+    "MAX_SEGMENT_DURATION": "_schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "MAX_SEGMENT_DURATION",
@@ -63,7 +95,9 @@ __all__ = [
     "GapRecord",
     "HoldKind",
     "HoldRecord",
+    "HubAnnouncement",
     "InvalidChange",
+    "LeaseLost",
     "LeaseRecord",
     "NotInCatalog",
     "SegmentOverlap",

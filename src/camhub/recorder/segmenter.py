@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -37,8 +37,9 @@ import av
 import av.error
 
 from camhub.catalog._records import GapCause
-from camhub.errors import DeviceAuthError, DeviceError
+from camhub.errors import DeviceAuthError, DeviceError, DeviceTimeout, DeviceUnreachable
 from camhub.log import get_logger
+from camhub.storage import sha256_file
 
 __all__ = [
     "ChannelKey",
@@ -51,10 +52,33 @@ __all__ = [
 ]
 
 PARTIAL_SUFFIX = ".partial.mp4"
-_FMP4_OPTIONS = {"movflags": "+frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+#: Fragments start at each keyframe and are cut at most every half second: a crash loses at most
+#: that much of an open segment, and the muxer holds at most that much of a stream in memory (with
+#: one fragment per 2 s GOP it held about 1 MB per channel).
+_FMP4_OPTIONS = {
+    "movflags": "+frag_keyframe+empty_moov+default_base_moof",
+    "frag_duration": "500000",
+    "flush_packets": "1",
+}
+#: Probing a live stream: an RTSP camera describes its codecs in its SDP, so FFmpeg needs only the
+#: first packets, not its default 5 MB / 5 s (which it buffers per channel while it probes).
+_PROBE_OPTIONS = {"probesize": "262144", "analyzeduration": "1000000"}
 _G711 = {"pcm_mulaw", "pcm_alaw"}
 _AAC_RATE = 8000
-_CHUNK = 1 << 20
+#: A read that took longer than this waited for data (a packet already in the socket takes µs).
+_CAUGHT_UP = 0.005
+#: Once a recorder has caught up with its source, it lets packets gather in the socket before
+#: reading on: each wake-up then takes several packets instead of one, which with many channels
+#: in one process saves most of the thread wake-ups and GIL hand-offs. The wait is at most
+#: ``_GATHER`` seconds and at most about ``_GATHER_BYTES`` of the stream (measured), so that the
+#: kernel's default TCP receive window holds it and a camera never has to hold back; 0 disables.
+_GATHER = 0.2
+#: A live connection's first seconds are held until the recorder has caught up with the source:
+#: FFmpeg hands over what it buffered while probing the stream (about a second) all at once, and
+#: stamping the first keyframe with the time it came out would place the recording that much late.
+#: Held for at most this many seconds of media.
+_SETTLE_SPAN = 3.0
+_GATHER_BYTES = 48 * 1024
 
 
 class RecorderState(enum.Enum):
@@ -97,6 +121,26 @@ class SealedSegment:
     def duration(self) -> timedelta:
         return self.end - self.start
 
+    def catalog_fields(self) -> dict[str, Any]:
+        """The keyword arguments of :meth:`camhub.catalog.Catalog.add_segment` that describe it."""
+        return {
+            "device_id": self.key.device_id,
+            "channel": self.key.channel,
+            "start": self.start,
+            "end": self.end,
+            "duration": self.duration,
+            "size": self.bytes,
+            "sha256": self.sha256,
+            "video_codec": self.video_codec,
+            "audio_codec": self.audio_codec,
+            # Recorded only when the audio was transcoded (G.711 → AAC).
+            "audio_source_codec": None
+            if self.audio_source_codec == self.audio_codec
+            else self.audio_source_codec,
+            "container": self.container,
+            "local_path": str(self.path),
+        }
+
 
 class RecorderCallbacks(Protocol):
     """Where a recorder reports; called from the recorder's thread."""
@@ -115,6 +159,10 @@ class _Outage(Exception):  # carries the cause of a disconnect, not a bug
         super().__init__(detail)
         self.cause = cause
         self.detail = detail
+
+
+class _SpanDone(Exception):  # a recording reached the end of the span asked for
+    pass
 
 
 def _utc_now() -> datetime:
@@ -238,14 +286,6 @@ class _Segment:
         self.output.close()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
@@ -276,7 +316,7 @@ def seal(
         start=start,
         end=end,
         bytes=final.stat().st_size,
-        sha256=_sha256(final),
+        sha256=sha256_file(final)[0],
         video_codec=video,
         audio_codec=audio,
         audio_source_codec=source,
@@ -304,6 +344,16 @@ class _Connection:
         self.anchor_wall: datetime | None = None
         self.anchor: float | None = None  # the anchor packet's DTS in seconds
         self.written_rel: float | None = None  # ``rel`` of the last packet written
+        # The span to record, as ``rel``: all of it for a live source; a window of a recording.
+        self.from_rel = float("-inf")
+        self.until_rel = float("inf")
+        self.bytes_at_anchor = 0  # the recorder's bytes_in when the anchor was set
+        # Settling a live anchor (see _SETTLE_SPAN): packets held until then, and how much earlier
+        # than its provisional time the anchor was received at most (``now - rel``, least of all).
+        self.pending: list[tuple[av.Packet[Any], int, int, int, float, bool]] | None = []
+        self.caught_up = False  # a read had to wait for data: the packets now are live
+        self.anchor_mono = 0.0
+        self.lateness = 0.0
         self.seconds: dict[int, float] = {
             s.index: float(s.time_base or 0) for s in (video, audio) if s is not None
         }
@@ -315,6 +365,19 @@ class _Connection:
         """The wall-clock time ``rel`` seconds after the anchor."""
         assert self.anchor_wall is not None
         return self.anchor_wall + timedelta(seconds=rel)
+
+    def settle(self) -> list[tuple[av.Packet[Any], int, int, int, float, bool]]:
+        """Fix the anchor's wall-clock time; return the packets held until now, to be placed.
+
+        A packet of a live stream cannot arrive before it was sent, so the anchor was sent at
+        most ``now - rel`` after its provisional time, for every packet seen (``lateness``, at
+        most 0): the least of them, reached by the packets that came in as they were sent, places
+        the anchor when it was live, not when it came out of FFmpeg's probe buffer.
+        """
+        assert self.anchor_wall is not None and self.pending is not None
+        self.anchor_wall += timedelta(seconds=self.lateness)
+        pending, self.pending = self.pending, None
+        return pending
 
     def stamped(self, packet: av.Packet[Any]) -> list[av.Packet[Any]]:
         """The packets ready to place, in order, with timestamps (none while one is held).
@@ -361,6 +424,8 @@ class ChannelRecorder:
     :param segment_seconds: the grid.
     :param socket_timeout: seconds of silence after which the source counts as stalled.
     :param forget_url: called when connecting fails, so ``open_url`` asks the device afresh.
+    :param grid_origin: a time on the grid to cut at (default: the first keyframe recorded), so
+        that segments recorded later for the same channel (:meth:`record_span`) share its grid.
     """
 
     def __init__(
@@ -377,6 +442,7 @@ class ChannelRecorder:
         auth_backoff: tuple[float, float] = (60.0, 600.0),
         clock: Callable[[], datetime] = _utc_now,
         forget_url: Callable[[], None] | None = None,
+        grid_origin: datetime | None = None,
     ) -> None:
         self.key = key
         self._open_url = open_url
@@ -391,7 +457,8 @@ class ChannelRecorder:
         self._forget_url = forget_url
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._grid_origin: datetime | None = None
+        self._grid_origin: datetime | None = grid_origin
+        self._window: tuple[datetime, datetime] | None = None
         self._current: _Segment | None = None
         self._gap_open = False
         self._last_connection: _Connection | None = None
@@ -450,6 +517,37 @@ class ChannelRecorder:
             self._gap_open = False
         self._set_state(RecorderState.STOPPED, "")
 
+    def record_span(self, start: datetime, end: datetime) -> None:
+        """Remux one finite source (a span of a device's own recording) into segments, and return.
+
+        The source's first keyframe is placed at what ``clock`` says at that moment (for a
+        recording, the time the device says it starts at); packets then keep their own timing.
+        Segments start at the first keyframe at or after ``start``, are cut on the grid, and end
+        by ``end``: nothing outside ``[start, end)`` is written. No gap is reported (the caller
+        knows which span it asked for and what came back). Segments sealed before a failure are
+        kept.
+
+        :raises DeviceAuthError: the source refused the credentials.
+        :raises DeviceError: the source could not be opened or broke off (its detail says how).
+        """
+        self._window = (start, end)
+        failure: _Outage | None = None
+        try:
+            self._record_connection()
+        except _SpanDone:
+            pass
+        except _Outage as outage:
+            failure = outage
+        current = self._current
+        if current is not None:
+            self._close_segment(end=min(current.end_at(), end))
+        self._set_state(RecorderState.STOPPED, failure.detail if failure else "")
+        if failure is not None:
+            error = {GapCause.AUTH: DeviceAuthError, GapCause.STALL: DeviceTimeout}.get(
+                failure.cause, DeviceUnreachable
+            )
+            raise error(self.key.device_id, failure.detail)
+
     # -- one connection ------------------------------------------------------------------------
     def _connect(self) -> av.container.InputContainer:
         try:
@@ -463,7 +561,11 @@ class ChannelRecorder:
                 GapCause.UNREACHABLE, "the device did not give its stream address in time"
             ) from None
         # FFmpeg's RTSP demuxer notices a silent socket after about twice its ``timeout``.
-        options = {"rtsp_transport": "tcp", "timeout": str(int(self.socket_timeout * 500_000))}
+        options = {
+            "rtsp_transport": "tcp",
+            "timeout": str(int(self.socket_timeout * 500_000)),
+            **_PROBE_OPTIONS,
+        }
         try:
             return self._open(url, options)
         except _Outage:
@@ -527,26 +629,35 @@ class ChannelRecorder:
         streams = [s for s in (video, audio) if s is not None]
         # The per-packet loop: everything it touches is bound to a local once. A packet with a
         # DTS, while none is held (nearly all of them), skips _Connection.stamped().
+        # A read that had to wait for data means the recorder has caught up: it then lets the next
+        # packets gather (see _GATHER) and takes them in one go.
         stopped = self._stop.is_set
+        wait = self._stop.wait
+        clock = time.monotonic
         handle = self._handle
         held = connection.held
         last_dts = connection.last_dts
+        done = clock()
         try:
             for packet in container.demux(streams):
+                if clock() - done > _CAUGHT_UP:
+                    connection.caught_up = True
+                    if connection.written_rel is not None and wait(self._gather_time(connection)):
+                        return
                 if stopped():
                     return
                 size = packet.size
-                if size == 0:
-                    continue
-                dts = packet.dts
-                if dts is not None and not held:
-                    index = packet.stream_index
-                    last_dts[index] = dts
-                    handle(connection, packet, index, dts, size)
-                    continue
-                for ready in connection.stamped(packet):
-                    assert ready.dts is not None
-                    handle(connection, ready, ready.stream_index, ready.dts, ready.size)
+                if size:
+                    dts = packet.dts
+                    if dts is not None and not held:
+                        index = packet.stream_index
+                        last_dts[index] = dts
+                        handle(connection, packet, index, dts, size)
+                    else:
+                        for ready in connection.stamped(packet):
+                            assert ready.dts is not None
+                            handle(connection, ready, ready.stream_index, ready.dts, ready.size)
+                done = clock()
         except TimeoutError:
             raise _Outage(GapCause.STALL, f"no data for {self.socket_timeout:g} s") from None
         except av.error.EOFError:
@@ -557,6 +668,18 @@ class ChannelRecorder:
             raise _Outage(
                 GapCause.STALL if "timed out" in str(exc).lower() else GapCause.STREAM_ENDED, _describe(exc)
             ) from None
+        finally:
+            if connection.pending:  # the connection ended while settling: place what came
+                for held_packet in connection.settle():
+                    self._place(connection, *held_packet)
+
+    def _gather_time(self, connection: _Connection) -> float:
+        """How long to let packets gather: up to _GATHER, and up to _GATHER_BYTES of this stream."""
+        span = connection.written_rel
+        if not span or span <= 0:
+            return 0.0
+        rate = (self.bytes_in - connection.bytes_at_anchor) / span
+        return min(_GATHER, _GATHER_BYTES / rate) if rate > 0 else _GATHER
 
     def _handle(
         self, connection: _Connection, packet: av.Packet[Any], index: int, dts: int, size: int
@@ -573,12 +696,41 @@ class ChannelRecorder:
                 return  # a segment starts with a keyframe: wait for one
             anchor = connection.anchor = dts * connection.seconds[index]
             connection.anchor_wall = self.clock()
+            connection.anchor_mono = time.monotonic()
+            connection.bytes_at_anchor = self.bytes_in
+            if self._window is not None:
+                connection.pending = None  # a recording is placed by the device's own time
+                connection.from_rel = (self._window[0] - connection.anchor_wall).total_seconds()
+                connection.until_rel = (self._window[1] - connection.anchor_wall).total_seconds()
         rel = dts * connection.seconds[index] - anchor
+        pending = connection.pending
+        if pending is None:
+            self._place(connection, packet, index, dts, size, rel, is_cut_point)
+            return
+        pending.append((packet, index, dts, size, rel, is_cut_point))
+        connection.lateness = min(connection.lateness, time.monotonic() - connection.anchor_mono - rel)
+        if connection.caught_up or rel >= _SETTLE_SPAN:
+            for held_packet in connection.settle():
+                self._place(connection, *held_packet)
+
+    def _place(
+        self,
+        connection: _Connection,
+        packet: av.Packet[Any],
+        index: int,
+        dts: int,
+        size: int,
+        rel: float,
+        is_cut_point: bool,
+    ) -> None:
+        """Write one packet ``rel`` seconds after the anchor: cut on the grid, close a gap."""
+        if rel >= connection.until_rel:
+            raise _SpanDone
         if self._gap_open:
             self._resume(connection.wall(rel))
         current = self._current
         if current is None or (is_cut_point and rel >= current.due_rel):
-            if not is_cut_point:
+            if not is_cut_point or rel < connection.from_rel:
                 return
             at = connection.wall(rel)
             if current is None or self._due(at):

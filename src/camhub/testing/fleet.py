@@ -4,6 +4,9 @@
 device's own port (so the configuration is used as it is), and an RTSP server on the device's
 RTSP port serving every channel's main and sub stream from generated media (H.264 with AAC, or
 with G.711 for Dahua devices, as many of theirs send). Microphone channels get audio-only media.
+The devices keep recording while their media is cut: :meth:`Fleet.keep_recordings` puts what a
+device's channels played on its "storage", served back by the vendor's own playback (Hikvision
+``/Streaming/tracks``, ONVIF replay) or download (Dahua ``RPC_Loadfile``).
 :func:`fleet_yaml` writes a configuration for a generated fleet (``camhub simulate``).
 """
 
@@ -12,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from camhub.model import ChannelKind, DeviceConfig, DeviceKind
 from camhub.province import ProvinceConfig
 from camhub.testing.media import Clip, cached_clip
 from camhub.testing.rtsp import RtspServer
-from camhub.testing.simulator import DeviceProfile, SimulatedDevice
+from camhub.testing.simulator import DeviceProfile, SimulatedDevice, SimulatedRecording
 
 __all__ = ["SIMULATED_VENDORS", "Fleet", "fleet_yaml"]
 
@@ -82,6 +87,7 @@ class Fleet:
         self.simulators: dict[str, SimulatedDevice] = {}
         self.media: dict[str, RtspServer] = {}
         self._paths: dict[str, list[str]] = {}
+        self._main: dict[str, dict[int, str]] = {}  # device → camera channel → live main path
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         """Start every simulator and media server (media is generated once, then cached)."""
@@ -125,7 +131,45 @@ class Fleet:
                 path = parts.path + (f"?{parts.query}" if parts.query else "")
                 media.add_path(path, clip, video=not microphone)
                 paths.append(path)
+                if main and not microphone:
+                    self._main.setdefault(device.id, {})[channel.id] = path
+                    self._add_playback(simulator, media, channel.id, path)
         self._paths[device.id] = paths
+
+    @staticmethod
+    def _add_playback(simulator: SimulatedDevice, media: RtspServer, channel: int, live: str) -> None:
+        """Serve a camera's recording as the vendor plays it back (Dahua's is downloaded instead)."""
+        if simulator.vendor == "hikvision":
+            media.add_replay_path(f"/Streaming/tracks/{channel}01", live)
+        elif simulator.vendor == "onvif":
+            from camhub.testing.onvif import OnvifSimulator
+
+            assert isinstance(simulator, OnvifSimulator)
+            media.add_replay_path(simulator.replay_path(channel), live, onvif=True)
+
+    def main_path(self, device_id: str, channel: int) -> str:
+        """The media server path of a camera channel's live main stream."""
+        return self._main[device_id][channel]
+
+    def keep_recordings(self, device_id: str, start: datetime, end: datetime, folder: Path) -> None:
+        """Put what the device's cameras played in ``[start, end)`` on its storage (its recordings).
+
+        Hikvision and ONVIF devices serve it by RTSP playback; a Dahua device's files are written
+        into ``folder`` (from the first keyframe, on a whole second) and served for download.
+        """
+        simulator, media = self.simulators[device_id], self.media[device_id]
+        recordings = []
+        for channel, path in sorted(self._main.get(device_id, {}).items()):
+            if simulator.vendor == "dahua":
+                folder.mkdir(parents=True, exist_ok=True)
+                target = folder / f"{device_id}-ch{channel}-{start:%Y%m%dT%H%M%S}.mov"
+                first, last = media.save_recording(path, start, end, target)
+                recordings.append(
+                    SimulatedRecording(channel=channel, start=first, end=last, path=str(target))
+                )
+            else:
+                recordings.append(SimulatedRecording(channel=channel, start=start, end=end))
+        simulator.recordings = recordings
 
     async def stop(self) -> None:
         for simulator in self.simulators.values():

@@ -20,6 +20,12 @@ access unit out to all of that path's sessions; what one wake-up sends goes to e
 single non-blocking write. A client whose socket falls more than ``max_buffer`` bytes behind is
 dropped rather than buffered without bound.
 
+Recordings: the path's timeline is what the device "recorded" all along (also while the path
+was paused by a fault). :meth:`RtspServer.add_replay_path` serves it as a recorder's RTSP
+playback does (Hikvision's ``starttime``/``endtime`` URL, or ONVIF replay with
+``Require: onvif-replay`` and ``Range: clock=…``), and :meth:`RtspServer.save_recording` writes
+a span of it into a file, as a device keeps it on its disk (Dahua's downloads).
+
 Faults for tests: :meth:`RtspServer.freeze` / :meth:`RtspServer.thaw` (a SIGSTOP-ed server: no
 packets, no answers, sockets open), :meth:`RtspServer.close_all_sessions` (a crash: every socket
 closed) and :meth:`RtspServer.set_paused` (one path stops sending, RTSP still answers).
@@ -43,11 +49,15 @@ import socket
 import struct
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import attrs
+import av
 
 from camhub.log import get_logger
 from camhub.testing.media import Clip
@@ -172,6 +182,8 @@ class _Session:
     start_video: int = 0
     start_audio: int = 0
     touched: float = attrs.field(factory=time.monotonic)
+    #: The task sending a recorded span (sessions of a replay path).
+    replay: asyncio.Task[None] | None = None
 
 
 class _Path:
@@ -184,10 +196,17 @@ class _Path:
         #: False for an audio-only path (a microphone): the clip's video is never sent or described.
         self.has_video = video
         clip = media.clip
-        self.start = time.monotonic()
+        # The timeline starts on a whole second of the wall clock (Unix time ``wall_start``), so a
+        # recording of it can start exactly on the second, as devices list their files.
+        wall = time.time()
+        self.start = time.monotonic() - wall % 1
+        self.wall_start = math.floor(wall)
         # The wall-clock (NTP, 32.32 fixed point) at the same instant: sender reports count from it
         # on the monotonic clock, so every report lies exactly on the RTP clock's line.
-        self.ntp_start = round((time.time() + _NTP_EPOCH) * (1 << 32))
+        self.ntp_start = (self.wall_start + _NTP_EPOCH) << 32
+        #: A replay path: it serves the recording of a live path, on that path's clock.
+        self.replay = False
+        self.onvif = False
         self.video_ssrc = secrets.randbits(32)
         self.audio_ssrc = secrets.randbits(32)
         # Random RTP timestamp bases, as RFC 3550 asks and cameras do.
@@ -234,6 +253,16 @@ class _Path:
         if j == len(self.media.keyframes):
             return (loop + 1) * n + self.media.keyframes[0]
         return loop * n + self.media.keyframes[j]
+
+    def keyframe_at_or_before(self, g: int) -> int:
+        n = len(self.media.video_pts)
+        loop, i = divmod(g, n)
+        j = bisect.bisect_right(self.media.keyframes, i) - 1
+        return loop * n + self.media.keyframes[j]  # the clip starts with a keyframe: j >= 0
+
+    def wall(self, t: float) -> float:
+        """The Unix time of monotonic time ``t`` on this path's timeline."""
+        return self.wall_start + (t - self.start)
 
     def audio_time(self, g: int) -> float:
         if not self.has_audio:
@@ -788,6 +817,106 @@ class RtspServer:
         if live.task is not None:
             live.task.cancel()
 
+    def add_replay_path(self, path: str, source: str, *, onvif: bool = False) -> None:
+        """Serve the recording of live path ``source`` on ``path``, as a device's RTSP playback does.
+
+        The span comes from the URL (``starttime=…&endtime=…`` in Hikvision's compact UTC form)
+        or, with ``onvif``, from ``Range: clock=<start>-<end>`` in a PLAY that carries
+        ``Require: onvif-replay`` (ONVIF Streaming Specification, replay); an ONVIF PLAY without
+        it is refused (400), as a plain RTSP client such as FFmpeg cannot send it. Playback
+        starts at the keyframe at or before the start, which the answer's ``Range: clock=…``
+        names (RFC 2326: the range actually played), runs in real time (as fast as the client
+        reads with ``Rate-Control: no``) and ends with an RTCP BYE on each track.
+        """
+        live = self._paths[_normalize(source)]
+        key = _normalize(path)
+        if key in self._paths:
+            raise ValueError(f"path {path!r} is already served")
+        if not live.has_video:
+            raise ValueError(f"path {source!r}: a replay needs a path with video")
+        replay = _Path(self, key, live.media)
+        # The recording is the live path's timeline: same clock, same RTP timestamps.
+        for name in (
+            "start",
+            "wall_start",
+            "ntp_start",
+            "video_base",
+            "audio_base",
+            "video_ssrc",
+            "audio_ssrc",
+        ):
+            setattr(replay, name, getattr(live, name))
+        replay.replay, replay.onvif = True, onvif
+        self._paths[key] = replay
+        if self._server is not None:
+            self._start_path(replay)
+
+    def save_recording(
+        self, path: str, start: datetime, end: datetime, target: Path
+    ) -> tuple[datetime, datetime]:
+        """Write what live ``path`` played in ``[start, end)`` into a QuickTime file, as a device
+        keeps footage on its disk: from the first keyframe at or after ``start``, video and audio
+        copied. Returns the file's span (when its first frame and its end played); a device has
+        not recorded the future, so the span ends by now.
+        """
+        live = self._paths[_normalize(path)]
+        clip = live.media.clip
+        end = min(end, datetime.now(UTC))
+        first = live.next_keyframe(live.video_index_at(live.start + start.timestamp() - live.wall_start))
+        stop = live.video_index_at(live.start + end.timestamp() - live.wall_start)
+        if stop <= first:
+            raise ValueError(f"path {path!r}: no keyframe in [{start.isoformat()}, {end.isoformat()})")
+        parameter_sets = b"\0\0\0\1" + clip.sps + b"\0\0\0\1" + clip.pps
+        # Streams are made from templates: raw elementary streams opened with PyAV.
+        templates = [av.open(_BytesReader(parameter_sets + clip.video[0].annexb), format="h264")]
+        if live.has_audio:
+            pcmu = clip.audio_codec == "pcmu"
+            audio_raw = b"".join(u.data if pcmu else _adts(clip.audio_config, u.data) for u in clip.audio[:4])
+            options = {"sample_rate": str(clip.audio_rate)} if pcmu else {}
+            templates.append(
+                av.open(
+                    _BytesReader(audio_raw),
+                    format="mulaw" if pcmu else "aac",
+                    options=options,
+                )
+            )
+        keep: list[bytes] = []  # a packet made from bytes refers to them until it is muxed
+        try:
+            with av.open(str(target), "w", format="mov") as out:
+                video = out.add_stream_from_template(templates[0].streams.video[0])
+                audio = (
+                    out.add_stream_from_template(templates[1].streams.audio[0]) if live.has_audio else None
+                )
+                if audio is not None and clip.audio_codec == "aac":
+                    audio.codec_context.extradata = clip.audio_config
+                zero = live.video_ticks(first)
+                g_audio = live.audio_index_from(zero)
+                for g in range(first, stop):
+                    au = clip.video[g % len(clip.video)]
+                    data = (parameter_sets if au.keyframe else b"") + au.annexb
+                    keep.append(data)
+                    _mux(out, video, data, live.video_ticks(g) - zero, 90000, au.keyframe)
+                    while audio is not None and live.audio_time(g_audio) < live.video_time(g + 1):
+                        ticks = round((live.audio_time(g_audio) - live.video_time(first)) * clip.audio_rate)
+                        unit = clip.audio[g_audio % len(clip.audio)].data
+                        keep.append(unit)
+                        if ticks >= 0:
+                            _mux(out, audio, unit, ticks, clip.audio_rate, True)
+                        g_audio += 1
+        finally:
+            for template in templates:
+                template.close()
+        return (
+            datetime.fromtimestamp(live.wall(live.video_time(first)), UTC),
+            datetime.fromtimestamp(live.wall(live.video_time(stop)), UTC),
+        )
+
+    def frame_at(self, path: str, when: datetime) -> int:
+        """Which frame of its clip live ``path`` shows (and records) at wall-clock time ``when``."""
+        live = self._paths[_normalize(path)]
+        g = live.video_index_at(live.start + when.timestamp() - live.wall_start)
+        return g % len(live.media.video)
+
     @property
     def paths(self) -> list[str]:
         return sorted(p or "/" for p in self._paths)
@@ -851,6 +980,8 @@ class RtspServer:
             connection.flush()
 
     def _end_session(self, session: _Session) -> None:
+        if session.replay is not None:
+            session.replay.cancel()
         session.path.stop_playing(session)
         self._sessions.pop(session.id, None)
         session.connection.sessions.pop(session.id, None)
@@ -918,6 +1049,8 @@ class RtspServer:
             self._setup(conn, req, cseq, live, track_id, session)
         elif session is None:
             conn.respond(cseq, 454)
+        elif req.method == "PLAY" and session.path.replay:
+            self._play_recording(conn, req, cseq, session, session_out)
         elif req.method == "PLAY":
             self._play(conn, cseq, session, session_out)
         elif req.method == "PAUSE":
@@ -933,16 +1066,14 @@ class RtspServer:
         A path registered with a query (Dahua's ``/cam/realmonitor?channel=1&subtype=0``) must
         match exactly; otherwise an unknown query (a playback ``?starttime=…``) is ignored.
         """
-        live = self._lookup(target)
-        if live is not None:
-            return live, None
+        # The track first: a playback URL's query may come before it (``…/?starttime=…/trackID=0``).
         head, _, tail = _normalize(target).rpartition("/")
         match = _TRACK_RE.fullmatch(tail)
         if match:
             live = self._lookup(head)
             if live is not None:
                 return live, int(match.group(1))
-        return None, None
+        return self._lookup(target), None
 
     def _lookup(self, target: str) -> _Path | None:
         key = _normalize(target)
@@ -1041,6 +1172,78 @@ class RtspServer:
             "rtsp session playing", path=session.path.name or "/", session=session.id, peer=conn.peer
         )
 
+    def _play_recording(
+        self,
+        conn: _Connection,
+        req: _Request,
+        cseq: str,
+        session: _Session,
+        session_out: list[tuple[str, str]],
+    ) -> None:
+        path = session.path
+        if not session.tracks:
+            conn.respond(cseq, 455)
+            return
+        span = _replay_span(req, [t.url for t in session.tracks.values()], onvif=path.onvif)
+        if span is None or session.replay is not None:
+            conn.respond(cseq, 400 if span is None else 455, session_out)
+            return
+        start, end = span
+        first = path.keyframe_at_or_before(path.video_index_at(path.start + start - path.wall_start))
+        session.start_video = first
+        session.start_audio = path.audio_index_from(path.video_ticks(first))
+        session.playing = True
+        paced = req.headers.get("rate-control", "yes").lower() != "no"
+        rtp_info = ",".join(
+            f"url={t.url};seq={t.seq};rtptime="
+            f"{path.video_rtp(first) if kind == _VIDEO_TRACK else path.audio_rtp(session.start_audio)}"
+            for kind, t in sorted(session.tracks.items())
+        )
+        actual = f"clock={_clock_text(path.wall(path.video_time(first)))}-{_clock_text(end)}"
+        conn.respond(cseq, 200, [*session_out, ("Range", actual), ("RTP-Info", rtp_info)])
+        session.replay = asyncio.create_task(self._send_recording(session, end, paced))
+
+    async def _send_recording(self, session: _Session, end: float, paced: bool) -> None:
+        """Send a replay session's span, then an RTCP BYE per track."""
+        path, conn = session.path, session.connection
+        video, audio = session.tracks.get(_VIDEO_TRACK), session.tracks.get(_AUDIO_TRACK)
+        g_video, g_audio = session.start_video, session.start_audio
+        origin = path.video_time(g_video)
+        began = time.monotonic()
+        conn.send_reports(session, origin)  # the reports' NTP times are the recording's own
+        while conn.transport is not None and not conn.transport.is_closing():
+            video_at = path.video_time(g_video)
+            audio_at = path.audio_time(g_audio) if audio is not None else math.inf
+            at = min(video_at, audio_at)
+            if path.wall(at) >= end:
+                break
+            if paced:
+                await asyncio.sleep(max(0.0, began + (at - origin) - time.monotonic()))
+            elif conn.transport.get_write_buffer_size() > self.max_buffer // 4:
+                await asyncio.sleep(0.005)
+                continue
+            if video_at <= audio_at:
+                if video is not None:
+                    payloads = path.media.video[g_video % len(path.media.video)]
+                    conn.send_rtp(video, _PT_H264, path.video_ssrc, path.video_rtp(g_video), payloads, True)
+                g_video += 1
+            else:
+                assert audio is not None
+                pt = _PT_AAC if path.media.clip.audio_codec == "aac" else _PT_PCMU
+                payload = path.media.audio[g_audio % len(path.media.audio)]
+                conn.send_rtp(audio, pt, path.audio_ssrc, path.audio_rtp(g_audio), (payload,), pt == _PT_AAC)
+                g_audio += 1
+            self._flush()
+            if not paced:
+                await asyncio.sleep(0)
+        for kind, track in session.tracks.items():
+            ssrc = path.video_ssrc if kind == _VIDEO_TRACK else path.audio_ssrc
+            # A reason keeps the packet at 12 bytes: FFmpeg ignores shorter RTCP packets.
+            conn.queue(
+                [struct.pack("!BBHBBHI", 0x24, track.rtcp_channel, 12, 0x81, 203, 2, ssrc) + b"\x03end"]
+            )
+        self._flush()
+
     # Authentication (Digest like cameras, Basic accepted).
 
     def _challenge(self) -> list[tuple[str, str]]:
@@ -1109,6 +1312,79 @@ class RtspServer:
         else:
             expected = md5(f"{ha1}:{nonce}:{ha2}")
         return params.get("realm") == self.realm and hmac.compare_digest(expected, params.get("response", ""))
+
+
+_CLOCK_RE = re.compile(r"(\d{8}T\d{6}(?:\.\d+)?)Z")
+
+
+def _parse_clock(text: str) -> float:
+    """Unix time of ``20260101T000000Z`` or ``20260101T000000.250Z``."""
+    body = text.removesuffix("Z")
+    pattern = "%Y%m%dT%H%M%S.%f" if "." in body else "%Y%m%dT%H%M%S"
+    return datetime.strptime(body, pattern).replace(tzinfo=UTC).timestamp()
+
+
+def _clock_text(unix: float) -> str:
+    moment = datetime.fromtimestamp(unix, UTC)
+    return moment.strftime("%Y%m%dT%H%M%S") + f".{moment.microsecond // 1000:03d}Z"
+
+
+def _replay_span(req: _Request, urls: list[str], *, onvif: bool) -> tuple[float, float] | None:
+    """The span a replay PLAY asks for, as Unix times (the end at most now); None if it names none."""
+    if onvif:
+        if "onvif-replay" not in req.headers.get("require", "").lower():
+            return None
+        found = _CLOCK_RE.findall(req.headers.get("range", "").partition("clock=")[2])
+    else:
+        found = []
+        for name in ("starttime", "endtime"):
+            match = next((m for u in (req.url, *urls) if (m := re.search(name + r"=(\w+)", u))), None)
+            if match is not None:
+                found.append(match.group(1))
+    if not found:
+        return None
+    start = _parse_clock(found[0])
+    end = _parse_clock(found[1]) if len(found) > 1 else math.inf
+    return start, min(end, time.time())
+
+
+class _BytesReader:
+    """A read-only file over bytes, for PyAV's demuxers (templates of raw elementary streams)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._at = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else self._at + size
+        chunk, self._at = self._data[self._at : end], min(end, len(self._data))
+        return chunk
+
+
+def _adts(config: bytes, frame: bytes) -> bytes:
+    """A raw AAC frame behind an ADTS header made from its AudioSpecificConfig."""
+    kind, rate, channels = config[0] >> 3, ((config[0] & 7) << 1) | (config[1] >> 7), (config[1] >> 3) & 15
+    size = len(frame) + 7
+    header = bytes(
+        [
+            0xFF,
+            0xF1,
+            ((kind - 1) << 6) | (rate << 2) | (channels >> 2),
+            ((channels & 3) << 6) | (size >> 11),
+            (size >> 3) & 0xFF,
+            ((size & 7) << 5) | 0x1F,
+            0xFC,
+        ]
+    )
+    return header + frame
+
+
+def _mux(out: Any, stream: Any, data: bytes, ticks: int, rate: int, keyframe: bool) -> None:
+    packet = av.Packet(data)
+    packet.pts = packet.dts = ticks
+    packet.time_base = Fraction(1, rate)
+    packet.stream = stream
+    packet.is_keyframe = keyframe
+    out.mux(packet)
 
 
 def _normalize(path: str) -> str:
