@@ -140,7 +140,7 @@ def test_kill_9_then_restart_recovers_and_catalog_matches_disk(peer: GstRtspServ
     _, err = restarted.communicate(timeout=60)
     assert restarted.returncode == 0, err
     assert not list(data.rglob("*.partial.mp4"))
-    on_disk = {str(p) for p in data.rglob("*.mp4")}
+    on_disk = {str(p) for p in (data / "spool").rglob("*.mp4")}  # not the central copies
     with Catalog.open(str(data / "catalog.db")) as catalog:
         catalogued = {
             str(s.local_path) for ch in (1, 2, 3) for s in catalog.segments("enc-1", ch, _epoch(), _far())

@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ import attrs
 
 from camhub.adapter import DeviceAdapter, StreamProfile
 from camhub.devices import ClientPool, open_adapter
+from camhub.leases import FencedCallbacks
 from camhub.log import get_logger
 from camhub.model import DeviceConfig
 from camhub.plugins import PluginHost
@@ -38,9 +39,12 @@ from camhub.recorder import (
     SealedSegment,
     recover_partials,
 )
+from camhub.recorder.memory import limit_freed_memory
 
 if TYPE_CHECKING:
     from camhub.catalog import Catalog
+    from camhub.leases import Fence, LeaseKeeper, LeaseSettings
+    from camhub.uploader import Uploader
 
 __all__ = ["Hub", "HubSettings", "read_status"]
 
@@ -59,6 +63,16 @@ class HubSettings:
     :param metrics_port: serve Prometheus metrics here (``None``: off).
     :param metrics_address: the address to serve metrics on.
     :param status_interval: seconds between rewrites of ``status.json``.
+    :param lease: share the channels with other hubs through leases in the catalog (scale-out,
+        :mod:`camhub.leases`) instead of the static ``worker`` split; each worker then has a
+        spool of its own.
+    :param upload: send sealed segments to the central store (``storage.central``) while recording.
+    :param upload_retry_max: longest pause, in seconds, between retries of a failing central store.
+    :param retention_interval: seconds between retention passes (:mod:`camhub.retention`;
+        ``None``: off). Static workers other than the first leave it to the first (one spool).
+    :param backfill_after: when a channel's gap closes, fill it this many seconds later from what
+        the device kept on its own storage (:mod:`camhub.backfill`; ``None``: off). The delay lets
+        the device finish writing the span.
     """
 
     data_dir: Path
@@ -69,9 +83,19 @@ class HubSettings:
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
     status_interval: float = 2.0
+    lease: LeaseSettings | None = None
+    upload: bool = True
+    upload_retry_max: float = 60.0
+    retention_interval: float | None = 600.0
+    backfill_after: float | None = None
 
     @property
     def spool(self) -> Path:
+        index, count = self.worker
+        if self.lease is not None and count > 1:
+            # A worker's channels move to other workers: its spool (and the partial segments a
+            # restart recovers) must be its own.
+            return self.data_dir / "spool" / f"worker-{index}"
         return self.data_dir / "spool"
 
 
@@ -85,6 +109,8 @@ class _Sink:
         self._lock = threading.Lock()
         self._open_gaps: dict[ChannelKey, tuple[int, datetime]] = {}
         self.board: dict[ChannelKey, dict[str, Any]] = {}
+        #: Called (from the recorder's thread) after a gap closed.
+        self.on_gap_closed: Callable[[ChannelKey], None] | None = None
         self._log = get_logger(__name__)
 
     def _entry(self, key: ChannelKey) -> dict[str, Any]:
@@ -92,23 +118,16 @@ class _Sink:
             key, {"state": "starting", "detail": "", "gap": None, "last_segment": None}
         )
 
-    def segment_sealed(self, segment: SealedSegment) -> None:
-        record = self.catalog.add_segment(
-            device_id=segment.key.device_id,
-            channel=segment.key.channel,
-            start=segment.start,
-            end=segment.end,
-            duration=segment.duration,
-            size=segment.bytes,
-            sha256=segment.sha256,
-            video_codec=segment.video_codec,
-            audio_codec=segment.audio_codec,
-            audio_source_codec=segment.audio_source_codec
-            if segment.audio_source_codec != segment.audio_codec
-            else None,
-            container=segment.container,
-            local_path=str(segment.path),
-        )
+    def segment_sealed(self, segment: SealedSegment, fence: Fence | None = None) -> None:
+        """Catalogue a sealed segment; under a lease (``fence``), only while the lease is still ours."""
+        from camhub.catalog import LeaseLost
+
+        try:
+            record = self.catalog.add_segment(**segment.catalog_fields(), lease=fence)
+        except LeaseLost as exc:
+            # Another hub records the channel now: the file stays in the spool, uncatalogued.
+            self._log.warning("segment_fenced", path=str(segment.path), error=str(exc))
+            return
         with self._lock:
             self._entry(segment.key)["last_segment"] = {
                 "start": segment.start.isoformat(),
@@ -133,6 +152,8 @@ class _Sink:
             self.catalog.close_gap(
                 gap_id, max(end, start + timedelta(microseconds=1)), closed_by="reconnected"
             )
+            if self.on_gap_closed is not None:
+                self.on_gap_closed(key)
 
     def state_changed(self, key: ChannelKey, state: RecorderState, detail: str) -> None:
         with self._lock:
@@ -151,13 +172,25 @@ class Hub:
         self.host = host
         self.catalog = catalog
         self.settings = settings
-        self.sink = _Sink(catalog, province.province.id, host.notify_segment_sealed)
+        self.sink = _Sink(catalog, province.province.id, self._segment_sealed)
+        #: Sends sealed segments to the central store while :meth:`run` runs (``settings.upload``).
+        self.uploader: Uploader | None = None
         self.recorders: dict[ChannelKey, ChannelRecorder] = {}
         self._adapters: dict[str, DeviceAdapter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = get_logger(__name__)
         self._started = time.monotonic()
         self._last_bytes: dict[ChannelKey, tuple[float, int]] = {}
+        #: Claims this hub's share of the channels (``settings.lease``) while :meth:`run` runs.
+        self.leases: LeaseKeeper | None = None
+        self._pool: ClientPool | None = None
+        self._backfills: dict[str, asyncio.Task[None]] = {}  # device → its pending backfill
+        self._backfilling = asyncio.Lock()
+        if settings.backfill_after is not None:
+            self.sink.on_gap_closed = self._backfill_soon
+        #: The last retention pass (``RetentionReport.status()``), for ``status.json``.
+        self.retention_status: dict[str, Any] | None = None
+        self._paused: list[ChannelKey] = []  # recording paused by disk pressure
 
     # -- what to record -----------------------------------------------------------------------
     def devices(self) -> list[DeviceConfig]:
@@ -171,35 +204,169 @@ class Hub:
         """``(device, channel)`` pairs of this worker's share, in configuration order."""
         pairs = [(d, c.id) for d in self.devices() for c in d.effective_channels()]
         index, count = self.settings.worker
+        if self.settings.lease is not None:
+            return pairs  # every hub may claim any channel; its share is what it holds leases for
         return [pair for n, pair in enumerate(pairs) if n % count == index]
 
     # -- running ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Record until ``stop`` is set, then seal every open segment."""
         self._loop = asyncio.get_running_loop()
+        limit_freed_memory()  # many channel threads in one process: see camhub.recorder.memory
         spool = self.settings.spool
         spool.mkdir(parents=True, exist_ok=True)
         recovered = await asyncio.to_thread(recover_partials, spool, self.sink)
         if recovered:
             self._log.info("recovered_partial_segments", count=len(recovered))
+        self._start_uploader()
         self.host.notify_hub_started(self)
         metrics = self._serve_metrics()
         self._catalogue_devices()
         async with ClientPool() as pool:
-            for device, channel in self.channels():
-                self._start_recorder(device, channel, pool)
+            self._pool = pool
+            if self.settings.lease is None:
+                for device, channel in self.channels():
+                    self._start_recorder(device, channel, pool)
+            else:
+                self._start_leases(stop)
             status = asyncio.create_task(self._write_status_forever())
+            retention = asyncio.create_task(self._retain_forever())
             try:
                 await stop.wait()
             finally:
                 self.host.notify_hub_stopping(self)
                 status.cancel()
+                for task in list(self._backfills.values()):
+                    task.cancel()
+                await asyncio.gather(*self._backfills.values(), return_exceptions=True)
+                retention.cancel()
+                if self.leases is not None:
+                    await self.leases.close()  # recorders stopped first, then the leases released
                 await asyncio.to_thread(self._stop_recorders)
+                if self.uploader is not None:
+                    await asyncio.to_thread(self.uploader.stop)
                 self._write_status()
                 for adapter in self._adapters.values():
                     await adapter.aclose()
                 if metrics is not None:
                     metrics()
+
+    def _backfill_soon(self, key: ChannelKey) -> None:
+        """A gap of ``key`` closed (called from its recorder's thread): backfill its device soon."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._schedule_backfill, key.device_id)
+
+    def _schedule_backfill(self, device_id: str) -> None:
+        if device_id not in self._backfills:  # one pending run takes every gap closed meanwhile
+            self._backfills[device_id] = asyncio.create_task(self._backfill(device_id))
+
+    async def _backfill(self, device_id: str) -> None:
+        """Fill the device's closed gaps of the last day from its storage; failures wait for the next."""
+        from camhub.backfill import backfill_gaps
+
+        assert self.settings.backfill_after is not None
+        try:
+            await asyncio.sleep(self.settings.backfill_after)
+            async with self._backfilling:  # one device at a time: fetching is heavy for a site uplink
+                self._backfills.pop(device_id, None)  # a gap closing from now on gets a new run
+                report = await backfill_gaps(
+                    self.province,
+                    self.catalog,
+                    self.host,
+                    self.settings.data_dir / "backfill",
+                    since=datetime.now(UTC) - timedelta(days=1),
+                    devices=[device_id],
+                    segment_seconds=self.settings.segment_seconds,
+                    socket_timeout=self.settings.socket_timeout,
+                    pool=self._pool,
+                )
+            self._log.info("backfilled", device=device_id, seconds=round(report.filled_seconds, 3))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed backfill must never stop the hub
+            self._log.warning("backfill_failed", device=device_id, error=str(exc), type=type(exc).__name__)
+        finally:
+            if self._backfills.get(device_id) is asyncio.current_task():
+                del self._backfills[device_id]
+
+    def _start_uploader(self) -> None:
+        """Upload the spool to the central store beside the recorders (store and forward)."""
+        if not self.settings.upload:
+            return
+        from camhub.uploader import Uploader
+
+        self.uploader = Uploader.from_config(
+            self.province,
+            self.host,
+            self.catalog,
+            self.settings.data_dir,
+            share=self.settings.worker if self.settings.lease is None else (0, 1),
+            spool=self.settings.spool,
+            retry_max=self.settings.upload_retry_max,
+        )
+        self.uploader.start()
+
+    # -- retention (camhub.retention) -------------------------------------------------------------
+    async def _retain_forever(self) -> None:
+        """A retention pass every ``retention_interval``; recording pauses while the pass reports the
+        spool degraded (only protected footage left and still short of space), and resumes after."""
+        interval = self.settings.retention_interval
+        if interval is None or (self.settings.lease is None and self.settings.worker[0] != 0):
+            return
+        from camhub.retention import Retention, RetentionPolicy
+        from camhub.uploader import open_central_storage
+
+        storage = await asyncio.to_thread(
+            open_central_storage, self.province, self.host, self.settings.data_dir
+        )
+        holder = self.settings.lease.holder if self.settings.lease is not None else None
+        by = holder or f"hub:{os.uname().nodename}:{os.getpid()}"
+        keeper = Retention(
+            self.catalog, storage, self.settings.spool, RetentionPolicy.from_config(self.province), by=by
+        )
+        try:
+            while True:
+                try:
+                    report = await asyncio.to_thread(keeper.run)
+                except Exception as exc:  # noqa: BLE001 - one failed pass must not end retention
+                    self._log.warning("retention.failed", error=str(exc), type=type(exc).__name__)
+                else:
+                    self.retention_status = report.status()
+                    if report.pressure.degraded and not self._paused:
+                        await self._pause_recording()
+                    elif not report.pressure.degraded and self._paused:
+                        self._resume_recording()
+                await asyncio.sleep(interval)
+        finally:
+            storage.close()
+
+    async def _pause_recording(self) -> None:
+        """Stop every recorder, each with an open gap of cause ``other`` ("disk full")."""
+        if self.settings.lease is not None:  # a leased channel must be handed over, not paused
+            self._log.warning("retention.cannot_pause", detail="recording under leases is not paused")
+            return
+        self._paused = list(self.recorders)
+        await asyncio.to_thread(self.stop_recording(self._paused))
+        now = datetime.now(UTC)
+        for key in self._paused:
+            self.sink.gap_opened(
+                key, now, GapCause.OTHER, "disk full: recording paused to keep protected footage"
+            )
+        self._log.warning("recording_paused", channels=len(self._paused), cause="disk full")
+
+    def _resume_recording(self) -> None:
+        assert self._pool is not None
+        paused, self._paused = self._paused, []
+        now = datetime.now(UTC)
+        for key in paused:
+            self.sink.gap_closed(key, now)
+            self._start_recorder(self.province.device(key.device_id), key.channel, self._pool)
+        self._log.info("recording_resumed", channels=len(paused))
+
+    def _segment_sealed(self, record: Any) -> None:
+        self.host.notify_segment_sealed(record)
+        if self.uploader is not None:
+            self.uploader.wake()
 
     def _catalogue_devices(self) -> None:
         """Enter the recorded devices and channels in the catalog (gaps and segments refer to them)."""
@@ -214,7 +381,35 @@ class Hub:
             )
             self.catalog.upsert_channels(device.id, device.effective_channels())
 
-    def _start_recorder(self, device: DeviceConfig, channel: int, pool: ClientPool) -> None:
+    # -- scale-out (camhub.leases) ---------------------------------------------------------------
+    def _start_leases(self, stop: asyncio.Event) -> None:
+        from camhub.leases import LeaseKeeper
+
+        assert self.settings.lease is not None
+        keys = [ChannelKey(device.id, channel) for device, channel in self.channels()]
+        self.leases = LeaseKeeper(self.catalog, self.settings.lease, keys, self)
+        self.leases.start(stop)
+
+    def start_recording(self, key: ChannelKey, fence: Fence) -> None:
+        """Start recording a channel this hub now holds the lease ``fence`` for."""
+        assert self._pool is not None
+        self._start_recorder(self.province.device(key.device_id), key.channel, self._pool, fence)
+
+    def stop_recording(self, keys: Sequence[ChannelKey]) -> Callable[[], None]:
+        """Ask the recorders of ``keys`` to stop now; returns the (blocking) wait for them."""
+        stopping = [recorder for key in keys if (recorder := self.recorders.pop(key, None)) is not None]
+        for recorder in stopping:
+            recorder.request_stop()
+
+        def wait() -> None:
+            for recorder in stopping:
+                recorder.stop(self.settings.socket_timeout + 10)
+
+        return wait
+
+    def _start_recorder(
+        self, device: DeviceConfig, channel: int, pool: ClientPool, fence: Fence | None = None
+    ) -> None:
         adapter = self._adapters.get(device.id)
         if adapter is None:
             adapter = open_adapter(self.province, device.id, self.host, pool)
@@ -226,7 +421,7 @@ class Hub:
             resolver.url,
             f"{device.vendor}://{device.host}/channel/{channel}",
             self.settings.spool,
-            self.sink,
+            self.sink if fence is None else FencedCallbacks(self.sink, fence),
             segment_seconds=self.settings.segment_seconds,
             socket_timeout=self.settings.socket_timeout,
             forget_url=resolver.forget,
@@ -278,7 +473,10 @@ class Hub:
             "pid": os.getpid(),
             "worker": list(self.settings.worker),
             "site": self.settings.site,
+            "holder": None if self.settings.lease is None else self.settings.lease.holder,
             "channels": channels,
+            "upload": None if self.uploader is None else self.uploader.status().as_dict(),
+            "retention": self.retention_status,
         }
 
     def _write_status(self) -> None:

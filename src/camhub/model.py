@@ -292,6 +292,27 @@ class StorageSettings:
     spool_max_gb: float = setting(
         "Most disk the spool may use before it alerts and degrades.", default=100.0, minimum=0.1
     )
+    spool_min_free_gb: float = setting(
+        "Least free space the spool's filesystem must keep; below it the hub deletes synced local "
+        "copies early, then pauses recording rather than delete protected footage.",
+        default=1.0,
+        minimum=0.0,
+    )
+    upload_concurrency: int = setting(
+        "Segments sent to the central store at the same time (never two of one channel at once).",
+        default=4,
+        minimum=1,
+        maximum=64,
+    )
+    spool_alert_percent: float = setting(
+        "Alert when footage waiting for the central store fills this share of `spool_max_gb`.",
+        default=50.0,
+        minimum=1.0,
+        maximum=100.0,
+    )
+    unreachable_alert_minutes: float = setting(
+        "Alert when the central store has failed every upload for this long.", default=10.0, minimum=0.0
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -15,12 +15,16 @@ from alembic.util import CommandError
 from sqlalchemy import (
     URL,
     BigInteger,
+    ColumnElement,
     Engine,
     Enum,
     Select,
     String,
+    and_,
+    case,
     func,
     inspect,
+    not_,
     or_,
     select,
     text,
@@ -34,6 +38,7 @@ from sqlalchemy.orm import Session
 from camhub.catalog import _migrate
 from camhub.catalog._engine import WRITE_OPTIONS, is_sqlite, make_engine, masked, resolve_url
 from camhub.catalog._errors import CatalogUnavailable, InvalidChange, NotInCatalog, SegmentOverlap
+from camhub.catalog._leases import LeaseCatalog
 from camhub.catalog._records import (
     Backlog,
     ChannelRecord,
@@ -47,6 +52,7 @@ from camhub.catalog._records import (
     StateRecord,
     SyncState,
 )
+from camhub.catalog._retention import RetentionCatalog
 from camhub.catalog._schema import (
     MAX_SEGMENT_DURATION,
     ChannelRow,
@@ -76,6 +82,9 @@ _SYNC_TRANSITIONS: dict[SyncState, frozenset[SyncState]] = {
 # Spelled as literal SQL, not a bound parameter, so that SQLite's planner can match the partial
 # index ix_segments_unsynced (it never matches a parameter against an index's WHERE clause).
 _NOT_SYNCED = text("segments.sync_state <> 'synced'")
+
+#: Spans per query of :meth:`Catalog.outside_central` (one OR term each).
+_SPANS_PER_QUERY = 200
 
 # An advisory lock key for migrations on PostgreSQL ("camhub" in ASCII).
 _MIGRATION_LOCK = 0x63616D687562
@@ -216,13 +225,24 @@ def _earlier(value: datetime, delta: timedelta) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
 
 
+def _overlaps(device_id: str, channel: int, start: datetime, end: datetime) -> ColumnElement[bool]:
+    """The condition of :meth:`Catalog._overlapping`."""
+    return and_(
+        SegmentRow.device_id == device_id,
+        SegmentRow.channel == channel,
+        SegmentRow.start >= _earlier(start, MAX_SEGMENT_DURATION),
+        SegmentRow.start < end,
+        SegmentRow.end > start,
+    )
+
+
 def _reason(exc: BaseException) -> str:
     """The first line of the driver's message (never a URL: drivers do not put passwords in it)."""
     original = getattr(exc, "orig", None) or exc
     return (str(original).strip().splitlines() or [type(original).__name__])[0]
 
 
-class Catalog:
+class Catalog(RetentionCatalog, LeaseCatalog):
     """The recording catalog: devices and channels as recorded, segments, gaps, device states.
 
     Open it with :meth:`open`; it is safe to share between threads (every call uses its own
@@ -480,13 +500,7 @@ class Catalog:
         """
         return (
             select()
-            .where(
-                SegmentRow.device_id == device_id,
-                SegmentRow.channel == channel,
-                SegmentRow.start >= _earlier(start, MAX_SEGMENT_DURATION),
-                SegmentRow.start < end,
-                SegmentRow.end > start,
-            )
+            .where(_overlaps(device_id, channel, start, end))
             .order_by(SegmentRow.start, SegmentRow.end)
         )
 
@@ -514,6 +528,7 @@ class Catalog:
         source: SegmentSource = SegmentSource.LIVE,
         backfill_source: str | None = None,
         allow_overlap: bool = False,
+        lease: tuple[str, int] | None = None,
     ) -> SegmentRecord:
         """Catalogue a sealed segment file (sync state ``pending``) and return its record.
 
@@ -522,11 +537,14 @@ class Catalog:
         :param duration: the media duration measured by the recorder (default ``end - start``).
         :param audio_source_codec: the codec the device sent when the audio was transcoded
             (G.711 ``pcm_mulaw``/``pcm_alaw`` → ``aac``).
+        :param lease: ``(holder, token)`` of the lease the writer records the channel under
+            (scale-out): the segment is refused unless it is still the channel's lease.
         :param source: ``live``, or ``backfill`` with ``backfill_source`` saying where from.
         :param allow_overlap: accept a segment that overlaps a recorded one (backfill of a span
             whose local copy exists but never reached the central store); refused by default.
         :raises NotInCatalog: the channel was not recorded with :meth:`upsert_channels`.
         :raises SegmentOverlap: the span overlaps a segment of the channel.
+        :raises LeaseLost: ``lease`` is no longer the channel's (another hub took it over).
         :raises ValueError: an invalid value (naive time, empty or too long span, bad digest…).
         """
         start, end = utc(start, "start"), utc(end, "end")
@@ -553,6 +571,8 @@ class Catalog:
                 raise NotInCatalog(
                     f"channel {channel} of device {device_id!r} is not in the catalog: upsert_channels() first"
                 )
+            if lease is not None:
+                self.check_fence(session, device_id, channel, lease)
             if not allow_overlap:
                 clash = session.execute(
                     self._overlapping(device_id, channel, start, end).add_columns(
@@ -854,44 +874,235 @@ class Catalog:
     ) -> Coverage:
         """How much of ``[start, end)`` of a channel is recorded, the holes, and the gaps that explain them.
 
-        :param synced_only: count only segments that reached the central store (central coverage,
-            R-6.2) instead of every catalogued segment.
+        :param synced_only: count only segments in the central store (synced, and not deleted from
+            it since: central coverage, R-6.2) instead of every catalogued segment.
+        """
+        found = self.coverages(
+            start, end, channels=[(device_id, channel)], synced_only=synced_only, exact=True
+        )
+        return found[(device_id, channel)]
+
+    def coverages(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        channels: Iterable[tuple[str, int]] | None = None,
+        synced_only: bool = False,
+        exact: bool = False,
+    ) -> dict[tuple[str, int], Coverage]:
+        """:meth:`coverage` of many channels at once, computed by the database.
+
+        The union of each channel's segments is measured in SQL (an aggregate over the channel
+        range index, and a window function for the channels with holes inside or backfill), so a
+        province's week — millions of segments — never travels to Python: only one total per
+        channel and one row per hole do.
+
+        :param channels: the ``(device id, channel)`` pairs wanted (each gets a :class:`Coverage`,
+            an empty one when nothing of it is catalogued); default: every catalogued channel.
+        :param synced_only: count only segments in the central store (as :meth:`coverage`).
+        :param exact: measure every channel's union with the window function. By default one plain
+            aggregate serves the channels whose segments add up to the span from their first to
+            their last one and hold no backfilled segment: that is exact as long as no two live
+            segments overlap, which :meth:`add_segment` refuses unless ``allow_overlap``.
+        :returns: the coverage of each channel, by ``(device id, channel)``.
         """
         a, b = utc(start, "start"), utc(end, "end")
         lo, hi = to_micros(a), to_micros(b)
         if hi < lo:
             raise ValueError(f"the window ends before it starts: [{a.isoformat()}, {b.isoformat()})")
-        spans = self._overlapping(device_id, channel, a, b).add_columns(
-            type_coerce(SegmentRow.start, BigInteger), type_coerce(SegmentRow.end, BigInteger)
+        wanted = None if channels is None else sorted(set(channels))
+        devices = None if wanted is None else sorted({device for device, _ in wanted})
+        # Per channel, in µs: the length of the holes, the end of its last segment, backfilled.
+        totals: dict[tuple[str, int], tuple[int, int, int]] = {}
+        holes: dict[tuple[str, int], list[Span]] = {}
+        gaps: dict[tuple[str, int], list[GapRecord]] = {}
+        with self._reading() as session:
+            if wanted is None:
+                query = select(ChannelRow.device_id, ChannelRow.channel).order_by(
+                    ChannelRow.device_id, ChannelRow.channel
+                )
+                wanted = [(row.device_id, row.channel) for row in session.execute(query)]
+            if hi > lo and wanted:
+                # First a plain aggregate, one pass over the index: where a channel's segments add
+                # up to the span from its first to its last one and none is backfilled, they do not
+                # overlap (the catalog refuses overlapping live segments), so the only holes are
+                # before the first and after the last.
+                inexact: set[tuple[str, int]] = set()
+                for device, number, length, first, last, backfills in session.execute(
+                    self._tally(lo, hi, devices, synced_only)
+                ):
+                    length = int(length)  # PostgreSQL sums bigints as numeric
+                    if exact or backfills or length != min(last, hi) - max(first, lo):
+                        inexact.add((device, number))
+                        continue
+                    totals[(device, number)] = (hi - lo - length, last, 0)
+                    if first > lo:
+                        holes[(device, number)] = [Span(start=a, end=from_micros(first))]
+                if inexact:  # then, for the others, the union measured by a window function
+                    self._measure(session, lo, hi, inexact, synced_only, totals, holes)
+                for gap in self._gaps_of(session, devices, a, b):
+                    gaps.setdefault((gap.device_id, gap.channel), []).append(gap)
+        result = {}
+        for key in wanted:
+            missing, last_end, backfilled = totals.get(key, (hi - lo, lo, 0))
+            spans = holes.get(key, [])
+            if last_end < hi:
+                spans.append(Span(start=from_micros(last_end), end=b))
+            result[key] = Coverage(
+                device_id=key[0],
+                channel=key[1],
+                start=a,
+                end=b,
+                covered=timedelta(microseconds=hi - lo - missing),
+                holes=tuple(spans),
+                gaps=tuple(gaps.get(key, ())),
+                backfilled=timedelta(microseconds=backfilled),
+            )
+        return result
+
+    def _measure(
+        self,
+        session: Session,
+        lo: int,
+        hi: int,
+        channels: set[tuple[str, int]],
+        synced_only: bool,
+        totals: dict[tuple[str, int], tuple[int, int, int]],
+        holes: dict[tuple[str, int], list[Span]],
+    ) -> None:
+        """The exact union of ``channels``: their holes (all but the trailing one) into ``holes``,
+        ``(missing µs, last end, backfilled µs)`` into ``totals``."""
+        runs = self._runs(lo, hi, sorted({device for device, _ in channels}), synced_only)
+        summary = select(
+            runs.c.device_id,
+            runs.c.channel,
+            func.coalesce(func.sum(runs.c.hole), 0),
+            func.max(runs.c.end_us),
+            func.sum(runs.c.backfilled),
+        ).group_by(runs.c.device_id, runs.c.channel)
+        for device, number, hole_sum, last_end, backfilled in session.execute(summary):
+            if (device, number) in channels:
+                totals[(device, number)] = (int(hole_sum) + max(hi - last_end, 0), last_end, int(backfilled))
+        starts = (
+            select(runs.c.device_id, runs.c.channel, runs.c.before, runs.c.start_us)
+            .where(runs.c.hole.is_not(None))
+            .order_by(runs.c.device_id, runs.c.channel, runs.c.start_us)
         )
+        for device, number, hole_start, hole_end in session.execute(starts):
+            if (device, number) in channels:
+                holes.setdefault((device, number), []).append(
+                    Span(start=from_micros(hole_start), end=from_micros(hole_end))
+                )
+
+    def _tally(self, lo: int, hi: int, devices: list[str] | None, synced_only: bool) -> Select[Any]:
+        """Per channel with segments overlapping ``[lo, hi)`` (µs): the sum of their lengths inside
+        it, the first start, the last end, how many are backfilled. One pass over the index."""
+        start, end = type_coerce(SegmentRow.start, BigInteger), type_coerce(SegmentRow.end, BigInteger)
+        return (
+            select(
+                SegmentRow.device_id,
+                SegmentRow.channel,
+                func.sum(self._least(end, hi) - self._greatest(start, lo)),
+                func.min(start),
+                func.max(end),
+                func.count(case((SegmentRow.source == SegmentSource.BACKFILL, 1))),
+            )
+            .where(*self._window(start, end, lo, hi, devices, synced_only))
+            .group_by(SegmentRow.device_id, SegmentRow.channel)
+        )
+
+    @staticmethod
+    def _window(
+        start: Any, end: Any, lo: int, hi: int, devices: list[str] | None, synced_only: bool
+    ) -> list[ColumnElement[bool]]:
+        """Segments overlapping ``[lo, hi)`` (of ``devices``; in the central store if ``synced_only``)."""
+        terms = [start >= lo - MAX_SEGMENT_DURATION // _US, start < hi, end > lo]
         if synced_only:
-            spans = spans.where(SegmentRow.sync_state == SyncState.SYNCED)
-        rows: list[Any] = []
-        gaps: tuple[GapRecord, ...] = ()
-        if hi > lo:
-            with self._reading() as session:
-                rows = list(session.execute(spans))
-                gaps = tuple(self._gaps_in(session, device_id, channel, a, b))
-        covered, cursor, holes = 0, lo, []
-        for seg_start, seg_end in rows:
-            seg_start, seg_end = max(seg_start, lo), min(seg_end, hi)
-            if seg_start > cursor:
-                holes.append(Span(start=from_micros(cursor), end=from_micros(seg_start)))
-                cursor = seg_start
-            if seg_end > cursor:
-                covered += seg_end - cursor
-                cursor = seg_end
-        if cursor < hi:
-            holes.append(Span(start=from_micros(cursor), end=from_micros(hi)))
-        return Coverage(
-            device_id=device_id,
-            channel=channel,
-            start=a,
-            end=b,
-            covered=timedelta(microseconds=covered),
-            holes=tuple(holes),
-            gaps=gaps,
+            terms += [SegmentRow.sync_state == SyncState.SYNCED, SegmentRow.central_deleted_at.is_(None)]
+        if devices is not None:
+            terms.append(SegmentRow.device_id.in_(devices))
+        return terms
+
+    def outside_central(self, spans: Iterable[tuple[str, int, Span]]) -> Iterator[SegmentRecord]:
+        """The segments overlapping the given spans of channels that are not in the central store.
+
+        Those not synced yet, and those whose central copy was deleted: what explains a hole in
+        central coverage that the recorder did fill. Each span is ``(device id, channel, span)``;
+        a segment overlapping several spans comes once per span. Streamed (bounded memory), by
+        channel and start within each batch of spans.
+        """
+        spans = list(spans)
+        central = and_(SegmentRow.sync_state == SyncState.SYNCED, SegmentRow.central_deleted_at.is_(None))
+        for first in range(0, len(spans), _SPANS_PER_QUERY):
+            # One OR term per span: both databases scan ix_segments_channel_span once per term.
+            terms = [
+                _overlaps(device_id, channel, span.start, span.end)
+                for device_id, channel, span in spans[first : first + _SPANS_PER_QUERY]
+            ]
+            query = (
+                select(*_SEGMENT_STORED)
+                .where(or_(*terms), not_(central))
+                .order_by(SegmentRow.device_id, SegmentRow.channel, SegmentRow.start)
+            )
+            with self._guard(), self._engine.connect() as connection:
+                for row in connection.execution_options(yield_per=1000).execute(query):
+                    yield _segment_from_stored(row)
+
+    def _runs(self, lo: int, hi: int, devices: list[str] | None, synced_only: bool) -> Any:
+        """One row per segment overlapping ``[lo, hi)`` (µs), with the hole before it, if any.
+
+        ``before`` is the furthest end of the channel's earlier segments (or ``lo``): the segment
+        opens a hole ``[before, start_us)`` when it starts later (``hole`` is then its length,
+        else NULL). ``backfilled`` is the part of a backfilled segment not covered by earlier
+        ones. Ordering by ``(start, end)`` per channel is the order of ``ix_segments_channel_span``.
+        """
+        start, end = type_coerce(SegmentRow.start, BigInteger), type_coerce(SegmentRow.end, BigInteger)
+        reach = func.max(end).over(
+            partition_by=(SegmentRow.device_id, SegmentRow.channel), order_by=(start, end), rows=(None, -1)
         )
+        inner = select(
+            SegmentRow.device_id,
+            SegmentRow.channel,
+            start.label("start_us"),
+            end.label("end_us"),
+            SegmentRow.source,
+            reach.label("reach"),
+        ).where(*self._window(start, end, lo, hi, devices, synced_only))
+        rows = inner.subquery()
+        before = self._greatest(func.coalesce(rows.c.reach, lo), lo)
+        covered_here = self._greatest(
+            self._least(rows.c.end_us, hi) - self._greatest(rows.c.start_us, before), 0
+        )
+        return select(
+            rows.c.device_id,
+            rows.c.channel,
+            rows.c.start_us,
+            rows.c.end_us,
+            before.label("before"),
+            case((rows.c.start_us > before, rows.c.start_us - before)).label("hole"),
+            case((rows.c.source == SegmentSource.BACKFILL, covered_here), else_=0).label("backfilled"),
+        ).subquery()
+
+    def _greatest(self, *values: Any) -> Any:
+        return func.max(*values) if self._sqlite else func.greatest(*values)
+
+    def _least(self, *values: Any) -> Any:
+        return func.min(*values) if self._sqlite else func.least(*values)
+
+    @staticmethod
+    def _gaps_of(
+        session: Session, devices: list[str] | None, a: datetime, b: datetime
+    ) -> Iterator[GapRecord]:
+        query = (
+            select(*_GAP_COLUMNS)
+            .where(GapRow.start < b, or_(GapRow.end.is_(None), GapRow.end > a))
+            .order_by(GapRow.device_id, GapRow.channel, GapRow.start, GapRow.id)
+        )
+        if devices is not None:
+            query = query.where(GapRow.device_id.in_(devices))
+        for row in session.execute(query):
+            yield _gap(row)
 
     @staticmethod
     def _gaps_in(
@@ -909,3 +1120,64 @@ class Catalog:
         )
         for row in session.execute(query):
             yield _gap(row)
+
+    # -- uploader queries ------------------------------------------------------------------------
+
+    def segment_by_storage_key(self, storage_key: str) -> SegmentRecord | None:
+        """The segment that owns ``storage_key`` in the central store, if any (the key is unique)."""
+        query = select(*_SEGMENT_STORED).where(SegmentRow.storage_key == storage_key)
+        with self._reading() as session:
+            row = session.execute(query).first()
+            return None if row is None else _segment_from_stored(row)
+
+    def uploading(self, limit: int = 10_000) -> list[SegmentRecord]:
+        """Segments left ``uploading``, oldest first: after a restart nobody is sending them."""
+        query = (
+            select(*_SEGMENT_STORED)
+            .where(_NOT_SYNCED, SegmentRow.sync_state == SyncState.UPLOADING)
+            .order_by(SegmentRow.start, SegmentRow.id)
+            .limit(limit)
+        )
+        with self._reading() as session:
+            return [_segment_from_stored(row) for row in session.execute(query)]
+
+    # -- backfill --------------------------------------------------------------------------------
+
+    def fill_gap(self, gap_id: int, filled: Iterable[Span], *, filled_by: str) -> list[GapRecord]:
+        """Shrink a closed gap to what the ``filled`` spans (footage recorded since) leave of it.
+
+        The gap's row keeps the first part still missing, new rows with the same cause and detail
+        take the others, and a gap nothing is left of is removed. A part that now ends where
+        filled footage begins is ``closed_by`` ``filled_by`` (e.g. ``backfill:<device>``); the part
+        that ends where the gap ended keeps how it ended. Returns what is left, in order.
+
+        :raises NotInCatalog: no such gap.
+        :raises InvalidChange: the gap is still open.
+        """
+        with self._writing() as session:
+            row = session.get(GapRow, gap_id, with_for_update=True)
+            if row is None:
+                raise NotInCatalog(f"gap {gap_id} is not in the catalog")
+            if row.end is None:
+                raise InvalidChange(f"gap {gap_id} is still open: fill it once it has closed")
+            left = [(row.start, row.end)]
+            for span in filled:
+                a, b = utc(span.start, "start"), utc(span.end, "end")
+                left = [p for s, e in left for p in ((s, min(e, a)), (max(s, b), e)) if p[0] < p[1]]
+            if not left:
+                session.delete(row)
+                return []
+            end, closed_by = row.end, row.closed_by
+            rows = []
+            for index, (start, stop) in enumerate(left):
+                piece = row
+                if index:
+                    piece = GapRow(
+                        device_id=row.device_id, channel=row.channel, cause=row.cause, detail=row.detail
+                    )
+                    session.add(piece)
+                piece.start, piece.end = start, stop
+                piece.closed_by = closed_by if stop == end else filled_by
+                rows.append(piece)
+            session.flush()
+            return [_gap(piece) for piece in rows]

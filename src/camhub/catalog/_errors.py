@@ -4,6 +4,7 @@
     ├── CatalogUnavailable   the database cannot be opened or reached (its URL shown without password)
     ├── NotInCatalog         the device, channel, segment or gap named is not in the catalog
     ├── SegmentOverlap       a new segment overlaps one already recorded for the channel
+    ├── LeaseLost            a hub writes for a channel whose lease another hub took over (fencing)
     └── InvalidChange        the change breaks a rule: a sync transition that is not allowed,
                              a gap closed twice or before it opened, an unsynced segment deleted
 
@@ -14,7 +15,14 @@ from __future__ import annotations
 
 from camhub.errors import CamhubError
 
-__all__ = ["CatalogError", "CatalogUnavailable", "InvalidChange", "NotInCatalog", "SegmentOverlap"]
+__all__ = [
+    "CatalogError",
+    "CatalogUnavailable",
+    "InvalidChange",
+    "LeaseLost",
+    "NotInCatalog",
+    "SegmentOverlap",
+]
 
 
 class CatalogError(CamhubError):
@@ -31,6 +39,10 @@ class NotInCatalog(CatalogError, LookupError):
 
 class SegmentOverlap(CatalogError):
     """A new segment overlaps a segment already recorded for the same channel."""
+
+
+class LeaseLost(CatalogError):
+    """A hub wrote for a channel under a lease (holder, token) that is no longer the channel's."""
 
 
 class InvalidChange(CatalogError):

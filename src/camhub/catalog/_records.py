@@ -197,7 +197,8 @@ class Coverage:
 
     ``covered`` is the length of the union of the segments inside the window (overlapping segments
     count once); ``holes`` are the uncovered spans, in order; ``gaps`` are the gap rows that
-    overlap the window (the causes of the holes, where they are known).
+    overlap the window (the causes of the holes, where they are known). ``backfilled`` is the part
+    of ``covered`` that backfilled segments (fetched later from a device's own storage) provide.
     """
 
     device_id: str
@@ -207,6 +208,7 @@ class Coverage:
     covered: timedelta
     holes: tuple[Span, ...]
     gaps: tuple[GapRecord, ...]
+    backfilled: timedelta = timedelta(0)
 
     @property
     def covered_seconds(self) -> float:

@@ -17,8 +17,11 @@ from rich.table import Table
 from rich.tree import Tree
 
 from camhub._version import __version__
+from camhub.cli import backfill as backfill_commands
+from camhub.cli import coverage as coverage_commands
 from camhub.cli import device as device_commands
 from camhub.cli import hubcmd as hub_commands
+from camhub.cli import retention as retention_commands
 from camhub.config import json_schema, load_config
 from camhub.errors import CamhubError, ConfigError
 from camhub.log import configure_logging
@@ -234,9 +237,13 @@ def schema(state: _State) -> None:
 cli.add_command(device_commands.device)
 cli.add_command(hub_commands.run)
 cli.add_command(hub_commands.status)
+cli.add_command(coverage_commands.coverage)
 cli.add_command(hub_commands.demo)
 cli.add_command(hub_commands.simulate)
 cli.add_command(device_commands.discover)
+cli.add_command(backfill_commands.backfill)
+cli.add_command(retention_commands.retention)
+cli.add_command(retention_commands.hold)
 
 
 def main(argv: list[str] | None = None) -> int:
