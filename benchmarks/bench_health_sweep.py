@@ -212,8 +212,8 @@ def client_pool(kind: str, max_connections: int) -> Any:
       (:class:`~camhub.devices.DevicePoolTransport`), ``max_connections`` per device.
     - ``aiohttp-transport``: the alternative measured beside it, a sketch: a transport sending
       each request with one ``aiohttp.ClientSession`` (its connector looks connections up by
-      host; at most ``max_connections`` in all); httpx still builds the requests, runs Digest
-      and reads the answers.
+      host; at most ``max_connections`` in all) under the same :class:`~camhub.devices.DeviceClient`;
+      httpx still builds the requests, runs Digest and reads the answers.
     """
     import ssl
 
@@ -221,7 +221,7 @@ def client_pool(kind: str, max_connections: int) -> Any:
     import httpx
     from yarl import URL
 
-    from camhub.devices import ClientPool
+    from camhub.devices import ClientPool, DeviceClient
 
     if kind == "pool":
         return ClientPool(connections_per_device=max_connections, keepalive_expiry=60.0)
@@ -286,7 +286,7 @@ def client_pool(kind: str, max_connections: int) -> Any:
         def client(self, *, verify: bool = True) -> httpx.AsyncClient:
             client = self._clients.get(verify)
             if client is None:
-                client = httpx.AsyncClient(
+                client = DeviceClient(
                     transport=AiohttpTransport(verify),
                     trust_env=False,
                     timeout=self._timeout,

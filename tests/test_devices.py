@@ -6,18 +6,20 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpcore
 import httpx
 import pytest
 from aiohttp import web
 
-from camhub.devices import ClientPool, DevicePoolTransport
+from camhub.devices import AsyncioBackend, ClientPool, DevicePoolTransport
 from camhub.model import DeviceConfig, DeviceKind
 
 
 @asynccontextmanager
-async def device() -> AsyncIterator[tuple[str, asyncio.Event]]:
+async def device(keepalive: float = 75.0) -> AsyncIterator[tuple[str, asyncio.Event]]:
     """A loopback HTTP device: ``/port`` answers the client's source port (which connection),
-    ``/hold`` sends its headers and then holds the answer open until the event is set."""
+    ``/hold`` sends its headers and then holds the answer open until the event is set; it
+    closes connections idle for ``keepalive`` seconds."""
     release = asyncio.Event()
 
     async def port(request: web.Request) -> web.Response:
@@ -30,10 +32,31 @@ async def device() -> AsyncIterator[tuple[str, asyncio.Event]]:
         await response.write_eof()
         return response
 
+    async def cookie(request: web.Request) -> web.Response:
+        response = web.Response(text=request.headers.get("Cookie", ""))
+        response.set_cookie("session", "device-secret")
+        return response
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for number in range(64):
+            await response.write(bytes([number]) * 65536)
+        await response.write_eof()
+        return response
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
     app = web.Application()
     app.router.add_get("/port", port)
     app.router.add_get("/hold", hold)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    app.router.add_get("/cookie", cookie)
+    app.router.add_get("/big", big)
+    app.router.add_post("/echo", echo)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=0.1, keepalive_timeout=keepalive
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -68,6 +91,11 @@ def test_devices_share_one_client_and_each_gets_its_own_pool() -> None:
             for url in (first, second, first):
                 assert (await client.get(f"{url}/port")).status_code == 200
             assert transport.devices == 2
+            # Each device's pool runs on camhub's asyncio backend (httpx takes none: its pool is
+            # replaced, which fails here if httpx's transport changes).
+            device_pool = transport.pool_for(b"http", b"127.0.0.1", int(first.rsplit(":", 1)[1]))
+            assert isinstance(device_pool._pool, httpcore.AsyncConnectionPool)
+            assert isinstance(device_pool._pool._network_backend, AsyncioBackend)
 
     asyncio.run(scenario())
 
@@ -102,5 +130,60 @@ def test_idle_connections_are_kept_for_the_next_sweep(keepalive: float, reused: 
             await asyncio.sleep(0.5)  # a pause between sweeps, longer than the short expiry
             after = (await client.get(f"{url}/port")).text
             assert (before == after) is reused
+
+    asyncio.run(scenario())
+
+
+def test_idle_connections_the_device_closed_are_replaced() -> None:
+    async def scenario() -> None:
+        async with ClientPool() as pool, device(keepalive=0.2) as (url, _):
+            client = pool.client_for(config(1))
+            before = (await client.get(f"{url}/port")).text
+            await asyncio.sleep(0.6)  # the device closes idle connections after 0.2 s
+            after = (await client.get(f"{url}/port")).text
+            assert before != after
+
+    asyncio.run(scenario())
+
+
+def test_answers_are_whole_and_read_at_the_readers_pace() -> None:
+    async def scenario() -> None:
+        async with ClientPool() as pool, device() as (url, _):
+            client = pool.client_for(config(1))
+            body = bytes(range(256)) * 1024
+            assert (await client.post(f"{url}/echo", content=body)).content == body
+            received = bytearray()
+            async with client.stream("GET", f"{url}/big") as response:
+                async for chunk in response.aiter_raw():
+                    received += chunk
+                    await asyncio.sleep(0)  # a slow reader: the socket is paused, nothing is lost
+            assert received == b"".join(bytes([number]) * 65536 for number in range(64))
+
+    asyncio.run(scenario())
+
+
+def test_connection_errors_and_timeouts_are_httpx_errors() -> None:
+    async def scenario() -> None:
+        async with ClientPool() as pool, device() as (url, _):
+            client = pool.client_for(config(1))
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get(f"{url}/hold", timeout=httpx.Timeout(5.0, read=0.2))
+        async with ClientPool() as pool:
+            with pytest.raises(httpx.ConnectError):
+                await pool.client_for(config(1)).get(url)  # the device is gone
+
+    asyncio.run(scenario())
+
+
+def test_the_shared_client_collects_no_cookies() -> None:
+    async def scenario() -> None:
+        async with ClientPool() as pool, device() as (first, _), device() as (second, _):
+            client = pool.client_for(config(1))
+            assert (await client.get(f"{first}/cookie")).text == ""
+            # A cookie one device sets never reaches another (cookies ignore ports) nor itself.
+            assert (await client.get(f"{second}/cookie")).text == ""
+            assert not client.cookies
+            client.cookies.set("chosen", "1")  # set on purpose: sent
+            assert (await client.get(f"{first}/cookie")).text == "chosen=1"
 
     asyncio.run(scenario())

@@ -52,6 +52,8 @@ __all__ = [
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 #: Seconds a device fact that rarely changes (identity, channel layout) is kept between reads.
 REMEMBER_FOR = 600.0
+#: Request URLs kept parsed per device (the first ones asked; searches vary and are not kept).
+_PARSED_URLS = 32
 
 T = TypeVar("T")
 
@@ -124,9 +126,21 @@ class DeviceHTTP:
         self.auth = auth
         self.timeout = timeout
         self.max_body = max_body
+        # Made once: a health sweep sends thousands of requests with them.
+        self._httpx_timeout = httpx.Timeout(timeout)
+        self._parsed: dict[str, httpx.URL] = {}
 
     def url(self, path: str) -> str:
         return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
+
+    def _parsed_url(self, path: str) -> httpx.URL:
+        """``url(path)`` parsed, kept for the paths asked first (a sweep asks the same few)."""
+        parsed = self._parsed.get(path)
+        if parsed is None:
+            parsed = httpx.URL(self.url(path))
+            if len(self._parsed) < _PARSED_URLS:
+                self._parsed[path] = parsed
+        return parsed
 
     async def request(
         self,
@@ -148,9 +162,14 @@ class DeviceHTTP:
         deadline = self.timeout if timeout is None else timeout
         try:
             async with asyncio.timeout(deadline):
-                async with self._send(method, path, params, content, headers) as response:
+                response = await self._open(method, path, params, content, headers, self._httpx_timeout)
+                try:
                     body = await self._read_limited(response, limit)
-                    return Response(response.status_code, dict(response.headers), body)
+                except httpx.HTTPError as exc:
+                    raise self._map(exc, method, path) from None
+                finally:
+                    await response.aclose()
+                return Response(response.status_code, response.headers, body)
         except TimeoutError:
             raise DeviceTimeout(
                 self.device_id, f"no complete answer to {method} {path} within {deadline:g} s"
@@ -175,10 +194,10 @@ class DeviceHTTP:
             an event stream with heartbeats every N seconds wants more than N.
         """
         deadline = self.timeout if connect_timeout is None else connect_timeout
+        timeout = httpx.Timeout(self.timeout, read=self.timeout if read_timeout is None else read_timeout)
         try:
             async with asyncio.timeout(deadline):
-                opened = self._send(method, path, params, content, headers, read_timeout)
-                response = await opened.__aenter__()
+                response = await self._open(method, path, params, content, headers, timeout)
         except TimeoutError:
             raise DeviceTimeout(
                 self.device_id, f"no answer to {method} {path} within {deadline:g} s"
@@ -188,26 +207,20 @@ class DeviceHTTP:
         except httpx.HTTPError as exc:
             raise self._map(exc, method, path) from None
         finally:
-            await opened.__aexit__(None, None, None)
+            await response.aclose()
 
-    @asynccontextmanager
-    async def _send(
+    async def _open(
         self,
         method: str,
         path: str,
         params: Mapping[str, Any] | None,
         content: bytes | str | None,
         headers: Mapping[str, str] | None,
-        read_timeout: float | None = None,
-    ) -> AsyncIterator[httpx.Response]:
-        timeout = httpx.Timeout(self.timeout, read=self.timeout if read_timeout is None else read_timeout)
+        timeout: httpx.Timeout,
+    ) -> httpx.Response:
+        """Send a request; the answer's headers are in, its body is still to read (or close)."""
         request = self.client.build_request(
-            method,
-            self.url(path),
-            params=params,
-            content=content,
-            headers=headers,
-            timeout=timeout,
+            method, self._parsed_url(path), params=params, content=content, headers=headers, timeout=timeout
         )
         try:
             response = await self.client.send(
@@ -215,14 +228,10 @@ class DeviceHTTP:
             )
         except httpx.HTTPError as exc:
             raise self._map(exc, method, path) from None
-        try:
-            if response.status_code == 401:
-                raise DeviceAuthError(self.device_id, f"credentials refused (HTTP 401 on {path})")
-            yield response
-        except httpx.HTTPError as exc:
-            raise self._map(exc, method, path) from None
-        finally:
+        if response.status_code == 401:
             await response.aclose()
+            raise DeviceAuthError(self.device_id, f"credentials refused (HTTP 401 on {path})")
+        return response
 
     async def _read_limited(self, response: httpx.Response, limit: int) -> bytes:
         declared = response.headers.get("content-length")

@@ -37,12 +37,25 @@ def test_identity(kind: str) -> None:
     run(scenario)
 
 
-def test_identity_falls_back_to_system_info_when_device_type_is_refused() -> None:
+def test_identity_falls_back_to_device_type_and_serial_when_system_info_is_refused() -> None:
     async def scenario() -> None:
         async with rig() as r:
-            r.sim.refuse.add("magicBox.cgi:getDeviceType")
-            assert (await r.adapter.identity()).model == r.sim.profile.model
-            assert any("getSystemInfo" in line for line in r.sim.requests)
+            r.sim.refuse.add("magicBox.cgi:getSystemInfo")
+            identity = await r.adapter.identity()
+            assert (identity.model, identity.serial) == (r.sim.profile.model, r.sim.profile.serial)
+            assert any("getDeviceType" in line for line in r.sim.requests)
+            assert any("getSerialNo" in line for line in r.sim.requests)
+
+    run(scenario)
+
+
+def test_identity_takes_type_and_serial_from_system_info_alone() -> None:
+    async def scenario() -> None:
+        async with rig() as r:
+            await r.adapter.identity()
+            asked = [line for line in r.sim.requests if "magicBox.cgi" in line]
+            assert any("getSystemInfo" in line for line in asked)
+            assert not any("getDeviceType" in line or "getSerialNo" in line for line in asked)
 
     run(scenario)
 

@@ -127,18 +127,24 @@ class DahuaAdapter(DeviceAdapter):
 
     # -- identity and time --------------------------------------------------------------------
     async def identity(self) -> DeviceIdentity:
-        """``magicBox.cgi`` type, serial, firmware and name; the MAC from the ``Network`` config.
+        """``magicBox.cgi`` system info (type and serial), firmware and name; the MAC from the
+        ``Network`` config. Firmware without ``getSystemInfo`` is asked ``getDeviceType`` and
+        ``getSerialNo``.
 
-        Kept between calls (five requests), read again after a while or an outage.
+        Kept between calls (four requests), read again after a while or an outage.
         """
         return await self._identity.get(self._read_identity)
 
     async def _read_identity(self) -> DeviceIdentity:
-        try:
-            model = await self._value("magicBox.cgi", "getDeviceType", "type", "device type")
-        except DeviceUnsupported:
-            model = await self._value("magicBox.cgi", "getSystemInfo", "deviceType", "system info")
-        serial = await self._value("magicBox.cgi", "getSerialNo", "sn", "serial number")
+        system = await self._optional_table(
+            cgi_path("magicBox.cgi", ("action", "getSystemInfo")), "system info"
+        )
+        model = system.get("deviceType") or await self._value(
+            "magicBox.cgi", "getDeviceType", "type", "device type"
+        )
+        serial = system.get("serialNumber") or await self._value(
+            "magicBox.cgi", "getSerialNo", "sn", "serial number"
+        )
         firmware = await self._value("magicBox.cgi", "getSoftwareVersion", "version", "software version")
         try:
             name = await self._value("magicBox.cgi", "getMachineName", "name", "machine name")
