@@ -174,19 +174,11 @@ def main(argv: list[str] | None = None) -> None:
 def seaweed_rows(
     weed: str, files: list[Path], work: Path, levels: list[int], best: Callable[..., float]
 ) -> list[tuple[str, float]]:
-    import boto3
-
     from camhub_storage_s3 import S3Storage, S3StorageConfig
 
     rows = []
     with SeaweedS3(weed) as peer:
-        client = boto3.client(
-            "s3",
-            endpoint_url=peer.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=peer.access_key,
-            aws_secret_access_key=peer.secret_key,
-        )
+        client = peer.client()
         client.create_bucket(Bucket="raw-bucket")
         buckets = itertools.count()
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import pytest
 
@@ -149,16 +149,20 @@ class SeaweedS3:
             self.stop()
             raise
 
-    def _wait_ready(self) -> None:
+    def client(self) -> Any:
+        """A bare boto3 S3 client of this store (to set it up, or to reach behind camhub's back)."""
         import boto3  # only the S3 tests need the peer, and they have boto3
 
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name="us-east-1",
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
         )
+
+    def _wait_ready(self) -> None:
+        client = self.client()
         deadline = time.monotonic() + self.startup_timeout
         last: Exception | None = None
         while time.monotonic() < deadline:

@@ -497,20 +497,13 @@ def test_low_free_space_on_the_spools_filesystem_is_pressure_too(site: Site) -> 
 
 
 def test_with_seaweedfs_object_lock_retention_is_refused_by_the_store(site: Site) -> None:
-    import boto3
     from seaweed_peer import SeaweedS3, require_weed
 
     from camhub.secrets import Secret
     from camhub_storage_s3 import S3Storage, S3StorageConfig
 
     with SeaweedS3(require_weed()) as peer:
-        raw = boto3.client(
-            "s3",
-            endpoint_url=peer.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=peer.access_key,
-            aws_secret_access_key=peer.secret_key,
-        )
+        raw = peer.client()
         raw.create_bucket(Bucket="camhub-retention", ObjectLockEnabledForBucket=True)
         config = S3StorageConfig(
             backend="s3",

@@ -423,17 +423,10 @@ def test_central_store_stopped_for_two_minutes_while_recording(
     """Acceptance (issue #5): SeaweedFS stopped for 2 minutes while the hub records, then started
     again: every segment reaches it, digests verified by reading the objects back, nothing
     recorded during the outage is lost (contiguous segments, no gap), the backlog drains."""
-    import boto3
 
     weed = require_weed()
     with RestartableSeaweed(weed) as store:
-        boto3.client(
-            "s3",
-            endpoint_url=store.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=store.access_key,
-            aws_secret_access_key=store.secret_key,
-        ).create_bucket(Bucket="camhub-central", ObjectLockEnabledForBucket=True)
+        store.client().create_bucket(Bucket="camhub-central", ObjectLockEnabledForBucket=True)
         (tmp_path / "s3-access").write_text(store.access_key, encoding="utf-8")
         (tmp_path / "s3-secret").write_text(store.secret_key, encoding="utf-8")
         config = province_yaml(peer, tmp_path)
