@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import peers
 import pytest
 import structlog
@@ -20,7 +21,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, inspect, make_url, select, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.exc import IntegrityError
 
 from camhub.adapter import ChannelInfo
@@ -35,11 +36,13 @@ from camhub.catalog import (
     SegmentOverlap,
     SegmentRecord,
     SegmentSource,
+    StorageTier,
     SyncState,
     alembic_config,
     head_revision,
 )
 from camhub.catalog._catalog import _NOT_SYNCED
+from camhub.catalog._records import builder
 from camhub.catalog._schema import Base, SegmentRow
 from camhub.catalog._types import to_micros
 from camhub.model import Channel, ChannelKind, DeviceKind
@@ -601,6 +604,7 @@ def test_the_channel_range_query_uses_its_index(catalog: Catalog, engine: Engine
             "end": to_micros(at(index * 60 + 60)),
             "state": "synced" if index < per_channel - 5 else "pending",
             "key": f"k/{channel}/{index}" if index < per_channel - 5 else None,
+            "path": f"/spool/{channel}/{index}.mp4" if index >= per_channel - 60 else None,
         }
         for channel in range(1, channels + 1)
         for index in range(per_channel)
@@ -609,8 +613,9 @@ def test_the_channel_range_query_uses_its_index(catalog: Catalog, engine: Engine
         connection.execute(
             text(
                 "INSERT INTO segments (device_id, channel, start_us, end_us, duration_us, bytes, sha256, "
-                "video_codec, container, sync_state, storage_key, sync_failures, source, created_at_us) VALUES "
-                "('cam-01', :channel, :start, :end, 60000000, 1, :sha, 'h264', 'mp4', :state, :key, 0, 'live', 0)"
+                "video_codec, container, sync_state, storage_key, local_path, sync_failures, source, created_at_us) "
+                "VALUES ('cam-01', :channel, :start, :end, 60000000, 1, :sha, 'h264', 'mp4', :state, :key, :path, "
+                "0, 'live', 0)"
             ),
             [{**row, "sha": DIGEST} for row in rows],
         )
@@ -629,6 +634,55 @@ def test_the_channel_range_query_uses_its_index(catalog: Catalog, engine: Engine
     backlog = _explain(engine, queue)
     assert "ix_segments_unsynced" in backlog, backlog
     assert len(catalog.unsynced(limit=1000)) == channels * 5
+
+    # Retention's candidates of each tier walk that tier's partial index, oldest first.
+    sent: list[tuple[str, Any]] = []
+
+    def seen(connection: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        sent.append((statement, parameters))
+
+    for tier, index in (
+        (StorageTier.LOCAL, "ix_segments_local"),
+        (StorageTier.CENTRAL, "ix_segments_central"),
+    ):
+        sent.clear()
+        event.listen(catalog._engine, "before_cursor_execute", seen)
+        try:
+            first = catalog.retention_candidates(tier, at(10**6), limit=100)
+            second = catalog.retention_candidates(
+                tier, at(10**6), after=(first[-1].start, first[-1].id), limit=100
+            )
+        finally:
+            event.remove(catalog._engine, "before_cursor_execute", seen)
+        # The second batch carries on after the first (oldest first, by start then id).
+        ordered = [(record.start, record.id) for record in first + second]
+        assert len(second) == 100 and ordered == sorted(ordered) and len(set(ordered)) == 200
+        selects = [entry for entry in sent if entry[0].lstrip().startswith("SELECT")]
+        assert len(selects) == 2
+        for statement, parameters in selects:
+            with engine.connect() as connection:
+                explain = "EXPLAIN QUERY PLAN" if engine.dialect.name == "sqlite" else "EXPLAIN"
+                plan = "\n".join(
+                    str(row[-1]) for row in connection.exec_driver_sql(f"{explain} {statement}", parameters)
+                )
+            assert index in plan, plan
+
+
+def test_records_read_in_bulk_are_the_records_the_constructor_makes(catalog: Catalog) -> None:
+    add_camera(catalog)
+    added = add(catalog, 0, 60)
+    stored = catalog.mark_synced(added.id, "k/1")  # built by __init__ (from the ORM row)
+    (read,) = catalog.segments("cam-01", 1, at(0), at(60))  # built by builder() (from stored values)
+    assert read == stored and hash(read) == hash(stored) and attrs.asdict(read) == attrs.asdict(stored)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        read.size = 2  # type: ignore[misc]
+
+    @attrs.frozen
+    class Checked:
+        value: int = attrs.field(validator=attrs.validators.gt(0))
+
+    with pytest.raises(TypeError, match="validates or converts"):
+        builder(Checked)
 
 
 # -- the peers ------------------------------------------------------------------------------------

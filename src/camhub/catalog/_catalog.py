@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import threading
@@ -51,11 +52,13 @@ from camhub.catalog._records import (
     Span,
     StateRecord,
     SyncState,
+    builder,
 )
-from camhub.catalog._retention import RetentionCatalog
+from camhub.catalog._retention import DAY_US, RetentionCatalog, count_central, in_central
 from camhub.catalog._schema import (
     MAX_SEGMENT_DURATION,
     ChannelRow,
+    CoverageDayRow,
     DeviceRow,
     DeviceStateRow,
     GapRow,
@@ -138,57 +141,50 @@ _SEGMENT_STORED = tuple(_stored(name) for name in _SEGMENT_FIELDS)
 _SYNC_STATES = {state.value: state for state in SyncState}
 _SOURCES = {source.value: source for source in SegmentSource}
 _US = timedelta(microseconds=1)
+_build_segment = builder(SegmentRecord)
+
+
+@attrs.define
+class _Found:
+    """What measuring coverage gathers, per channel: ``totals`` (missing µs, the end of its last
+    segment, backfilled µs) and ``holes`` (the ones before that end)."""
+
+    totals: dict[tuple[str, int], tuple[int, int, int]] = attrs.Factory(dict)
+    holes: dict[tuple[str, int], list[Span]] = attrs.Factory(dict)
 
 
 def _segment_from_stored(row: Any) -> SegmentRecord:
-    """A :class:`SegmentRecord` from a row of :data:`_SEGMENT_STORED` (same order as its fields)."""
-    (
-        id_,
-        device_id,
-        channel,
-        start,
-        end,
-        duration,
-        size,
-        sha256,
-        video_codec,
-        audio_codec,
-        audio_source_codec,
-        container,
-        local_path,
-        storage_key,
-        sync_state,
-        synced_at,
-        sync_failures,
-        sync_error,
-        source,
-        backfill_source,
-        created_at,
-        central_deleted_at,
-    ) = tuple(row)  # unpacking a plain tuple is much faster than unpacking a Row
-    return SegmentRecord(
-        id=id_,
-        device_id=device_id,
-        channel=channel,
-        start=EPOCH + _US * start,
-        end=EPOCH + _US * end,
-        duration=_US * duration,
-        size=size,
-        sha256=sha256,
-        video_codec=video_codec,
-        audio_codec=audio_codec,
-        audio_source_codec=audio_source_codec,
-        container=container,
-        local_path=local_path,
-        storage_key=storage_key,
-        sync_state=_SYNC_STATES[sync_state],
-        synced_at=None if synced_at is None else EPOCH + _US * synced_at,
-        sync_failures=sync_failures,
-        sync_error=sync_error,
-        source=_SOURCES[source],
-        backfill_source=backfill_source,
-        created_at=EPOCH + _US * created_at,
-        central_deleted_at=None if central_deleted_at is None else EPOCH + _US * central_deleted_at,
+    """A :class:`SegmentRecord` from a row of :data:`_SEGMENT_STORED` (same order as its fields).
+
+    Positional, by index (a plain tuple's items are the cheapest to reach; no slices, no
+    keywords): 3-5 are start, end and
+    duration, 14 the sync state, 15 synced_at, 18 the source, 20 created_at, 21 central_deleted_at.
+    """
+    r = tuple(row)
+    synced_at, central_deleted_at = r[15], r[21]
+    return _build_segment(
+        r[0],
+        r[1],
+        r[2],
+        EPOCH + _US * r[3],
+        EPOCH + _US * r[4],
+        _US * r[5],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+        _SYNC_STATES[r[14]],
+        None if synced_at is None else EPOCH + _US * synced_at,
+        r[16],
+        r[17],
+        _SOURCES[r[18]],
+        r[19],
+        EPOCH + _US * r[20],
+        None if central_deleted_at is None else EPOCH + _US * central_deleted_at,
     )
 
 
@@ -657,6 +653,8 @@ class Catalog(RetentionCatalog, LeaseCatalog):
                     f"segment {segment_id} is {row.sync_state.value}, not synced: deleting it would lose footage"
                 )
             record = _segment(row)
+            if in_central(row):
+                count_central(session, row, -1)
             session.delete(row)
             return record
 
@@ -678,8 +676,11 @@ class Catalog(RetentionCatalog, LeaseCatalog):
                 raise InvalidChange(
                     f"segment {segment_id} cannot go from {row.sync_state.value} to {to.value}"
                 )
+            present = in_central(row)
             row.sync_state = to
             change(row)
+            if present != in_central(row):
+                count_central(session, row, 1 if in_central(row) else -1)
             session.flush()
             return _segment(row)
 
@@ -716,6 +717,8 @@ class Catalog(RetentionCatalog, LeaseCatalog):
                 when,
                 None,
             )
+            if in_central(row):
+                count_central(session, row, 1)
             session.flush()
             return _segment(row)
 
@@ -896,7 +899,9 @@ class Catalog(RetentionCatalog, LeaseCatalog):
         The union of each channel's segments is measured in SQL (an aggregate over the channel
         range index, and a window function for the channels with holes inside or backfill), so a
         province's week — millions of segments — never travels to Python: only one total per
-        channel and one row per hole do.
+        channel and one row per hole do. Central coverage (``synced_only`` and not ``exact``) reads
+        the per-channel, per-day summary ``coverage_days`` and measures from the segments only the
+        days neither wholly covered nor empty, and the window's partial first and last days.
 
         :param channels: the ``(device id, channel)`` pairs wanted (each gets a :class:`Coverage`,
             an empty one when nothing of it is catalogued); default: every catalogued channel.
@@ -913,9 +918,7 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             raise ValueError(f"the window ends before it starts: [{a.isoformat()}, {b.isoformat()})")
         wanted = None if channels is None else sorted(set(channels))
         devices = None if wanted is None else sorted({device for device, _ in wanted})
-        # Per channel, in µs: the length of the holes, the end of its last segment, backfilled.
-        totals: dict[tuple[str, int], tuple[int, int, int]] = {}
-        holes: dict[tuple[str, int], list[Span]] = {}
+        found = _Found()
         gaps: dict[tuple[str, int], list[GapRecord]] = {}
         with self._reading() as session:
             if wanted is None:
@@ -924,29 +927,16 @@ class Catalog(RetentionCatalog, LeaseCatalog):
                 )
                 wanted = [(row.device_id, row.channel) for row in session.execute(query)]
             if hi > lo and wanted:
-                # First a plain aggregate, one pass over the index: where a channel's segments add
-                # up to the span from its first to its last one and none is backfilled, they do not
-                # overlap (the catalog refuses overlapping live segments), so the only holes are
-                # before the first and after the last.
-                inexact: set[tuple[str, int]] = set()
-                for device, number, length, first, last, backfills in session.execute(
-                    self._tally(lo, hi, devices, synced_only)
-                ):
-                    length = int(length)  # PostgreSQL sums bigints as numeric
-                    if exact or backfills or length != min(last, hi) - max(first, lo):
-                        inexact.add((device, number))
-                        continue
-                    totals[(device, number)] = (hi - lo - length, last, 0)
-                    if first > lo:
-                        holes[(device, number)] = [Span(start=a, end=from_micros(first))]
-                if inexact:  # then, for the others, the union measured by a window function
-                    self._measure(session, lo, hi, inexact, synced_only, totals, holes)
+                if synced_only and not exact:
+                    self._from_summary(session, lo, hi, wanted, found)
+                else:
+                    self._tally_or_measure(session, lo, hi, set(wanted), synced_only, exact, found)
                 for gap in self._gaps_of(session, devices, a, b):
                     gaps.setdefault((gap.device_id, gap.channel), []).append(gap)
         result = {}
         for key in wanted:
-            missing, last_end, backfilled = totals.get(key, (hi - lo, lo, 0))
-            spans = holes.get(key, [])
+            missing, last_end, backfilled = found.totals.get(key, (hi - lo, lo, 0))
+            spans = found.holes.get(key, [])
             if last_end < hi:
                 spans.append(Span(start=from_micros(last_end), end=b))
             result[key] = Coverage(
@@ -961,6 +951,111 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             )
         return result
 
+    def _tally_or_measure(
+        self,
+        session: Session,
+        lo: int,
+        hi: int,
+        channels: set[tuple[str, int]],
+        synced_only: bool,
+        exact: bool,
+        found: _Found,
+    ) -> None:
+        """The coverage of ``channels`` in ``[lo, hi)`` (µs) from the segments: into ``found``.
+
+        First a plain aggregate, one pass over the index: where a channel's segments add up to the
+        span from its first to its last one and none is backfilled, they do not overlap (the
+        catalog refuses overlapping live segments), so the only holes are before the first and
+        after the last. The others (all of them when ``exact``) are measured by a window function.
+        """
+        inexact: set[tuple[str, int]] = set()
+        for device, number, length, first, last, backfills in session.execute(
+            self._tally(lo, hi, channels, synced_only)
+        ):
+            if (device, number) not in channels:
+                continue
+            length = int(length)  # PostgreSQL sums bigints as numeric
+            if exact or backfills or length != min(last, hi) - max(first, lo):
+                inexact.add((device, number))
+                continue
+            found.totals[(device, number)] = (hi - lo - length, last, 0)
+            if first > lo:
+                found.holes[(device, number)] = [Span(start=from_micros(lo), end=from_micros(first))]
+        if inexact:
+            self._measure(session, lo, hi, inexact, synced_only, found)
+
+    def _from_summary(
+        self,
+        session: Session,
+        lo: int,
+        hi: int,
+        wanted: list[tuple[str, int]],
+        found: _Found,
+    ) -> None:
+        """Central coverage of ``wanted`` in ``[lo, hi)`` (µs) from ``coverage_days``, as
+        :meth:`_tally_or_measure` would give it (every hole in ``found.holes``, ``hi`` as the last end).
+
+        The window is cut at UTC midnights. A part within a day wholly in the central store (its
+        ``central_us`` the whole day, no backfill: live segments do not overlap) is covered, one in
+        a day with nothing central is a hole; only the other parts are measured from the segments,
+        one query per distinct part (the window's first and last partial days, the days with holes).
+        """
+        cuts = [lo, *range(lo - lo % DAY_US + DAY_US, hi, DAY_US), hi]
+        parts = list(itertools.pairwise(cuts))
+        channels = set(wanted)
+        days: dict[tuple[str, int, int], tuple[int, int]] = {}
+        query = select(
+            CoverageDayRow.device_id,
+            CoverageDayRow.channel,
+            CoverageDayRow.day_us,
+            CoverageDayRow.central_us,
+            CoverageDayRow.backfilled_us,
+        ).where(
+            CoverageDayRow.device_id.in_(sorted({device for device, _ in wanted})),
+            CoverageDayRow.day_us >= lo - lo % DAY_US,
+            CoverageDayRow.day_us < hi,
+        )
+        for device, number, day, central, backfilled in session.execute(query):
+            if (device, number) in channels:
+                days[(device, number, day)] = (central, backfilled)
+        # Per channel and part: True (covered), False (a hole), None (to measure).
+        measured: dict[tuple[int, int], set[tuple[str, int]]] = {}
+        state: dict[tuple[str, int, int], bool | None] = {}
+        for key in channels:
+            for part_lo, part_hi in parts:
+                central, backfilled = days.get((*key, part_lo - part_lo % DAY_US), (0, 0))
+                full = central == DAY_US and not backfilled
+                state[(*key, part_lo)] = True if full else False if central == 0 else None
+                if not full and central:
+                    measured.setdefault((part_lo, part_hi), set()).add(key)
+        by_part: dict[tuple[int, int], _Found] = {}
+        for (part_lo, part_hi), keys in measured.items():
+            by_part[(part_lo, part_hi)] = _Found()
+            self._tally_or_measure(session, part_lo, part_hi, keys, True, False, by_part[(part_lo, part_hi)])
+        for key in channels:
+            missing, backfilled, spans = 0, 0, list[Span]()
+            for part_lo, part_hi in parts:
+                covered = state[(*key, part_lo)]
+                if covered is None:
+                    part = by_part[(part_lo, part_hi)]
+                    part_missing, last_end, part_backfilled = part.totals.get(
+                        key, (part_hi - part_lo, part_lo, 0)
+                    )
+                    pieces = [(hole.start, hole.end) for hole in part.holes.get(key, [])]
+                    if last_end < part_hi:
+                        pieces.append((from_micros(last_end), from_micros(part_hi)))
+                    missing, backfilled = missing + part_missing, backfilled + part_backfilled
+                else:
+                    pieces = [] if covered else [(from_micros(part_lo), from_micros(part_hi))]
+                    missing += 0 if covered else part_hi - part_lo
+                for piece_start, piece_end in pieces:
+                    if spans and spans[-1].end == piece_start:  # a hole across midnight is one hole
+                        piece_start = spans.pop().start
+                    spans.append(Span(start=piece_start, end=piece_end))
+            found.totals[key] = (missing, hi, backfilled)
+            if spans:
+                found.holes[key] = spans
+
     def _measure(
         self,
         session: Session,
@@ -968,12 +1063,10 @@ class Catalog(RetentionCatalog, LeaseCatalog):
         hi: int,
         channels: set[tuple[str, int]],
         synced_only: bool,
-        totals: dict[tuple[str, int], tuple[int, int, int]],
-        holes: dict[tuple[str, int], list[Span]],
+        found: _Found,
     ) -> None:
-        """The exact union of ``channels``: their holes (all but the trailing one) into ``holes``,
-        ``(missing µs, last end, backfilled µs)`` into ``totals``."""
-        runs = self._runs(lo, hi, sorted({device for device, _ in channels}), synced_only)
+        """The exact union of ``channels``: into ``found``."""
+        runs = self._runs(lo, hi, channels, synced_only)
         summary = select(
             runs.c.device_id,
             runs.c.channel,
@@ -983,7 +1076,11 @@ class Catalog(RetentionCatalog, LeaseCatalog):
         ).group_by(runs.c.device_id, runs.c.channel)
         for device, number, hole_sum, last_end, backfilled in session.execute(summary):
             if (device, number) in channels:
-                totals[(device, number)] = (int(hole_sum) + max(hi - last_end, 0), last_end, int(backfilled))
+                found.totals[(device, number)] = (
+                    int(hole_sum) + max(hi - last_end, 0),
+                    last_end,
+                    int(backfilled),
+                )
         starts = (
             select(runs.c.device_id, runs.c.channel, runs.c.before, runs.c.start_us)
             .where(runs.c.hole.is_not(None))
@@ -991,11 +1088,13 @@ class Catalog(RetentionCatalog, LeaseCatalog):
         )
         for device, number, hole_start, hole_end in session.execute(starts):
             if (device, number) in channels:
-                holes.setdefault((device, number), []).append(
+                found.holes.setdefault((device, number), []).append(
                     Span(start=from_micros(hole_start), end=from_micros(hole_end))
                 )
 
-    def _tally(self, lo: int, hi: int, devices: list[str] | None, synced_only: bool) -> Select[Any]:
+    def _tally(
+        self, lo: int, hi: int, channels: set[tuple[str, int]] | None, synced_only: bool
+    ) -> Select[Any]:
         """Per channel with segments overlapping ``[lo, hi)`` (µs): the sum of their lengths inside
         it, the first start, the last end, how many are backfilled. One pass over the index."""
         start, end = type_coerce(SegmentRow.start, BigInteger), type_coerce(SegmentRow.end, BigInteger)
@@ -1008,20 +1107,27 @@ class Catalog(RetentionCatalog, LeaseCatalog):
                 func.max(end),
                 func.count(case((SegmentRow.source == SegmentSource.BACKFILL, 1))),
             )
-            .where(*self._window(start, end, lo, hi, devices, synced_only))
+            .where(*self._window(start, end, lo, hi, channels, synced_only))
             .group_by(SegmentRow.device_id, SegmentRow.channel)
         )
 
     @staticmethod
     def _window(
-        start: Any, end: Any, lo: int, hi: int, devices: list[str] | None, synced_only: bool
+        start: Any, end: Any, lo: int, hi: int, channels: set[tuple[str, int]] | None, synced_only: bool
     ) -> list[ColumnElement[bool]]:
-        """Segments overlapping ``[lo, hi)`` (of ``devices``; in the central store if ``synced_only``)."""
+        """Segments overlapping ``[lo, hi)`` (of ``channels``; in the central store if ``synced_only``).
+
+        The channels are asked as ``device_id IN (…) AND channel IN (…)``: both leading columns of
+        ``ix_segments_channel_span`` bound, so each channel's scan is its ``start_us`` range only
+        (with the devices alone it would read every channel's whole history). The few other
+        channels of those devices that it also matches are the caller's to leave out.
+        """
         terms = [start >= lo - MAX_SEGMENT_DURATION // _US, start < hi, end > lo]
         if synced_only:
             terms += [SegmentRow.sync_state == SyncState.SYNCED, SegmentRow.central_deleted_at.is_(None)]
-        if devices is not None:
-            terms.append(SegmentRow.device_id.in_(devices))
+        if channels is not None:
+            terms.append(SegmentRow.device_id.in_(sorted({device for device, _ in channels})))
+            terms.append(SegmentRow.channel.in_(sorted({number for _, number in channels})))
         return terms
 
     def outside_central(self, spans: Iterable[tuple[str, int, Span]]) -> Iterator[SegmentRecord]:
@@ -1049,7 +1155,7 @@ class Catalog(RetentionCatalog, LeaseCatalog):
                 for row in connection.execution_options(yield_per=1000).execute(query):
                     yield _segment_from_stored(row)
 
-    def _runs(self, lo: int, hi: int, devices: list[str] | None, synced_only: bool) -> Any:
+    def _runs(self, lo: int, hi: int, channels: set[tuple[str, int]] | None, synced_only: bool) -> Any:
         """One row per segment overlapping ``[lo, hi)`` (µs), with the hole before it, if any.
 
         ``before`` is the furthest end of the channel's earlier segments (or ``lo``): the segment
@@ -1068,7 +1174,7 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             end.label("end_us"),
             SegmentRow.source,
             reach.label("reach"),
-        ).where(*self._window(start, end, lo, hi, devices, synced_only))
+        ).where(*self._window(start, end, lo, hi, channels, synced_only))
         rows = inner.subquery()
         before = self._greatest(func.coalesce(rows.c.reach, lo), lo)
         covered_here = self._greatest(

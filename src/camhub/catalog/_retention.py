@@ -16,7 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import BigInteger, and_, literal, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from camhub.catalog._errors import InvalidChange, NotInCatalog
@@ -25,13 +27,57 @@ from camhub.catalog._records import (
     HoldKind,
     HoldRecord,
     SegmentRecord,
+    SegmentSource,
     StorageTier,
     SyncState,
 )
-from camhub.catalog._schema import DeletionRow, DeviceRow, HoldRow, SegmentRow
-from camhub.catalog._types import utc
+from camhub.catalog._schema import CoverageDayRow, DeletionRow, DeviceRow, HoldRow, SegmentRow
+from camhub.catalog._types import UtcMicros, to_micros, utc
 
-__all__ = ["RetentionCatalog"]
+__all__ = ["DAY_US", "RetentionCatalog", "count_central", "in_central"]
+
+#: One UTC day in microseconds: the unit of ``coverage_days``.
+DAY_US = 86_400_000_000
+
+
+def in_central(row: SegmentRow) -> bool:
+    """Whether the segment's copy is in the central store (synced, not deleted from it since)."""
+    return row.sync_state is SyncState.SYNCED and row.central_deleted_at is None
+
+
+def count_central(session: Session, row: SegmentRow, sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) the segment's central presence in ``coverage_days``.
+
+    Called in the transaction of the change, once per change of :func:`in_central`. Each UTC day
+    the segment touches gets its own part; ``INSERT … ON CONFLICT DO UPDATE SET x = x + d`` so that
+    concurrent writers of one day add up instead of overwriting each other.
+    """
+    start, end = to_micros(row.start), to_micros(row.end)
+    backfill = row.source is SegmentSource.BACKFILL
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    day = start - start % DAY_US
+    while day < end:
+        piece = sign * (min(end, day + DAY_US) - max(start, day))
+        statement = insert(CoverageDayRow).values(
+            device_id=row.device_id,
+            channel=row.channel,
+            day_us=day,
+            central_us=piece,
+            backfilled_us=piece if backfill else 0,
+            segments=sign,
+        )
+        added = statement.excluded
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[CoverageDayRow.device_id, CoverageDayRow.channel, CoverageDayRow.day_us],
+                set_={
+                    "central_us": CoverageDayRow.central_us + added.central_us,
+                    "backfilled_us": CoverageDayRow.backfilled_us + added.backfilled_us,
+                    "segments": CoverageDayRow.segments + added.segments,
+                },
+            )
+        )
+        day += DAY_US
 
 
 def _converter(cls: type[Any]) -> Callable[[Any], Any]:
@@ -210,7 +256,9 @@ class RetentionCatalog:
             .limit(limit)
         )
         if after is not None:
-            query = query.where(tuple_(SegmentRow.start, SegmentRow.id) > tuple_(utc(after[0]), after[1]))
+            # The time typed as the column: a bare datetime would be bound as text on SQLite.
+            resume = tuple_(literal(utc(after[0], "after"), UtcMicros()), literal(after[1], BigInteger()))
+            query = query.where(tuple_(SegmentRow.start, SegmentRow.id) > resume)
         with self._reading() as session:
             return [_segment(row) for row in session.scalars(query)]
 
@@ -250,6 +298,8 @@ class RetentionCatalog:
             else:
                 if row.storage_key != location or row.central_deleted_at is not None:
                     raise InvalidChange(f"segment {segment_id} has no central copy under {location!r}")
+                if in_central(row):
+                    count_central(session, row, -1)
                 row.central_deleted_at = when
             audit = DeletionRow(
                 segment_id=row.id,

@@ -14,6 +14,11 @@ Index choices, each serving one query of :class:`~camhub.catalog.Catalog`:
 - ``ix_segments_unsynced (start_us) WHERE sync_state <> 'synced'``: the uploader's queue, oldest
   first; partial, so it holds only the backlog, not the millions of synced rows.
 - ``uq_segments_storage_key``: one catalog row per central object.
+- ``ix_segments_local (start_us, id) WHERE local_path IS NOT NULL`` and ``ix_segments_central
+  (start_us, id) WHERE storage_key IS NOT NULL AND central_deleted_at_us IS NULL``: retention's
+  candidates of each tier, oldest first, without walking the rows whose copy is already gone.
+- ``coverage_days`` (keyed by channel and UTC day): the central coverage summary the coverage
+  report reads instead of a week of segment rows (see :class:`CoverageDayRow`).
 - ``ix_gaps_channel_start``, ``ix_gaps_open (… WHERE end_us IS NULL)``: gaps of a channel in a
   window, and the outages still open (closed on restart).
 - ``ix_device_states_device_at``: a device's state history in a window.
@@ -55,6 +60,7 @@ __all__ = [
     "MAX_SEGMENT_DURATION",
     "Base",
     "ChannelRow",
+    "CoverageDayRow",
     "DeletionRow",
     "DeviceRow",
     "DeviceStateRow",
@@ -143,6 +149,20 @@ class SegmentRow(Base):
             postgresql_where=text("sync_state <> 'synced'"),
         ),
         Index("uq_segments_storage_key", "storage_key", unique=True),
+        Index(
+            "ix_segments_local",
+            "start_us",
+            "id",
+            sqlite_where=text("local_path IS NOT NULL"),
+            postgresql_where=text("local_path IS NOT NULL"),
+        ),
+        Index(
+            "ix_segments_central",
+            "start_us",
+            "id",
+            sqlite_where=text("storage_key IS NOT NULL AND central_deleted_at_us IS NULL"),
+            postgresql_where=text("storage_key IS NOT NULL AND central_deleted_at_us IS NULL"),
+        ),
         {"sqlite_autoincrement": True},  # ids are never reused: audit entries refer to them
     )
 
@@ -169,6 +189,28 @@ class SegmentRow(Base):
     created_at: Mapped[datetime] = mapped_column("created_at_us", UtcMicros)
     # Set when retention removed the central copy (the local copy may outlive it).
     central_deleted_at: Mapped[datetime | None] = mapped_column("central_deleted_at_us", UtcMicros)
+
+
+class CoverageDayRow(Base):
+    """What of one UTC day of a channel is in the central store (synced, not deleted from it).
+
+    ``central_us`` sums the central segments' lengths inside the day (a segment across midnight
+    counts in both days, each its own part), ``backfilled_us`` the backfilled ones' share of it,
+    ``segments`` counts them. The catalog updates it in the transaction of every change of a
+    segment's central presence, with increments (``x = x + d``) so that concurrent hubs add up.
+    Live segments never overlap, so a day whose ``central_us`` is the whole day and that holds no
+    backfill is wholly covered: the coverage report measures only the other days.
+    """
+
+    __tablename__ = "coverage_days"
+    __table_args__: Any = (ForeignKeyConstraint(*_CHANNEL_FK),)
+
+    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    channel: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day_us: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    central_us: Mapped[int] = mapped_column(BigInteger)
+    backfilled_us: Mapped[int] = mapped_column(BigInteger)
+    segments: Mapped[int] = mapped_column(Integer)
 
 
 class GapRow(Base):
