@@ -411,6 +411,16 @@ def test_recording_rebuilds_the_playback_uri_on_the_configured_address() -> None
             assert (await r.adapter.recording(bare)).url == (
                 f"rtsp://127.0.0.1:8554/Streaming/tracks/101/?starttime={start}&endtime={end}"
             )
+            # Whole seconds only: a span's fractional start is rounded down, its end up (covered).
+            fraction = RecordingSpan(
+                channel=1,
+                start=span.start + timedelta(seconds=3.25),
+                end=span.start + timedelta(seconds=9.75),
+                token="",
+            )
+            url = (await r.adapter.recording(fraction)).url
+            assert f"starttime={(span.start + timedelta(seconds=3)).strftime('%Y%m%dT%H%M%SZ')}" in url
+            assert f"endtime={(span.start + timedelta(seconds=10)).strftime('%Y%m%dT%H%M%SZ')}" in url
 
     run(scenario)
 

@@ -304,7 +304,10 @@ class HikvisionAdapter(DeviceAdapter):
 
         The device writes its own (LAN) address without a port into playback URIs, so the URI is
         rebuilt on the configured host and RTSP port; ``starttime``/``endtime`` are set to the
-        span's (a caller may narrow a found span), ``name`` and ``size`` are kept.
+        span's (a caller may narrow a found span), ``name`` and ``size`` are kept. Playback URIs
+        name whole seconds: the start is rounded down (playback starts at a keyframe at or before
+        it anyway) and the end up, so that the span is covered to its end (truncated, it lost up
+        to a second of every backfilled gap); the caller cuts at its own end.
         """
         zone = await self._recording_zone()
         path = f"/Streaming/tracks/{_track(span.channel)}/"
@@ -314,7 +317,9 @@ class HikvisionAdapter(DeviceAdapter):
             if parts.path.startswith("/Streaming/tracks/"):
                 path = parts.path
                 query = parse_qsl(parts.query, keep_blank_values=True)
-        times = {"starttime": format_rtsp_time(span.start, zone), "endtime": format_rtsp_time(span.end, zone)}
+        end = span.end.replace(microsecond=0)
+        end += timedelta(seconds=1) if end < span.end else timedelta(0)
+        times = {"starttime": format_rtsp_time(span.start, zone), "endtime": format_rtsp_time(end, zone)}
         query = [(k, times.pop(k.lower(), v)) for k, v in query]
         query = list(times.items()) + query if times else query
         return self._media(urlunsplit(("rtsp", self._rtsp_netloc(), path, urlencode(query), "")))
