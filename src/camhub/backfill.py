@@ -72,7 +72,10 @@ class BackfillStatus(enum.Enum):
 class BackfillEntry:
     """One gap of one channel, and what backfill did about it.
 
-    :param gap: the gap's span as it was before backfill (``end`` ``None`` while open).
+    :param gap_id: the gap's row in the catalog; ``cause`` its cause.
+    :param start: the gap's start as it was before backfill.
+    :param end: its end (``None`` while the outage lasts).
+    :param status: what backfill did.
     :param found: the spans the device holds within the gap.
     :param filled: the spans now recorded by backfilled segments.
     :param remaining: what is still missing of the gap.
