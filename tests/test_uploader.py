@@ -34,7 +34,7 @@ from test_catalog import add_camera, database_url  # noqa: F401 - the fixture, o
 from test_hub import PASSWORD, camhub, peer, province_yaml, wait_for  # noqa: F401 - peer: the fixture
 
 from camhub import PluginHost, load_config
-from camhub.catalog import Catalog, SegmentRecord, SyncState
+from camhub.catalog import Catalog, CatalogUnavailable, SegmentRecord, SyncState
 from camhub.hub import Hub, HubSettings
 from camhub.metrics import HubCollector
 from camhub.storage import FilesystemStorage, StorageUnavailable, StoredObject, segment_key
@@ -204,6 +204,53 @@ def test_segments_left_uploading_by_a_crash_are_requeued(catalog: Catalog, tmp_p
     for segment in (interrupted, mine, theirs):
         after = catalog.segment(segment.id)
         assert after is not None and after.sync_state is SyncState.SYNCED
+
+
+def test_backfilled_segments_go_up_and_another_hubs_backlog_does_not_hide_ours(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """An uploader sends from every folder it owns (the spool and the hub's backfill folder), and
+    pages past older segments of another hub's spool (a dead hub's backlog) to find its own."""
+    spool, backfill, other = tmp_path / "spool", tmp_path / "backfill", tmp_path / "other-hub"
+    store = FilesystemStorage(tmp_path / "central")
+    theirs = [record(catalog, other, "cam-1", 1, index) for index in range(40)]  # 5 pages' worth
+    live = record(catalog, spool, "cam-2", 1, 40)
+    backfilled = record(catalog, backfill, "cam-2", 2, 41)
+    report = uploader(catalog, store, concurrency=1, spool=(spool, backfill)).run_once()
+    assert report.uploaded == 2
+    for segment in (live, backfilled):
+        after = catalog.segment(segment.id)
+        assert after is not None and after.sync_state is SyncState.SYNCED
+    assert all(catalog.segment(s.id).sync_state is SyncState.PENDING for s in theirs)  # type: ignore[union-attr]
+
+
+def test_a_segment_the_catalog_failed_to_mark_is_sent_again_once_it_answers(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """The store took the object but the catalog failed to record it (and to mark the failure):
+    the segment, left 'uploading', is queued again when the catalog answers, not stuck."""
+    spool, store = tmp_path / "spool", FilesystemStorage(tmp_path / "central")
+    first, second = record(catalog, spool, "cam-1", 1, 0), record(catalog, spool, "cam-1", 1, 1)
+    real_synced, real_failed = catalog.mark_synced, catalog.mark_failed
+    outage = {"left": 1}
+
+    def mark_synced(segment_id: int, storage_key: str, at: datetime | None = None) -> SegmentRecord:
+        if outage["left"]:
+            raise CatalogUnavailable("the catalog went away")
+        return real_synced(segment_id, storage_key, at)
+
+    def mark_failed(segment_id: int, error: str) -> SegmentRecord:
+        if outage["left"]:
+            outage["left"] = 0  # back after this call
+            raise CatalogUnavailable("the catalog went away")
+        return real_failed(segment_id, error)
+
+    catalog.mark_synced, catalog.mark_failed = mark_synced, mark_failed  # type: ignore[method-assign]
+    up = uploader(catalog, store, retry_min=0.01, retry_max=0.01)
+    up.drain(timeout=20)
+    for segment in (first, second):
+        after = catalog.segment(segment.id)
+        assert after is not None and after.sync_state is SyncState.SYNCED, after
 
 
 def test_an_object_stored_and_locked_before_a_crash_is_accepted_once_read_back(

@@ -44,6 +44,7 @@ from camhub.recorder.memory import limit_freed_memory
 if TYPE_CHECKING:
     from camhub.catalog import Catalog
     from camhub.leases import Fence, LeaseKeeper, LeaseSettings
+    from camhub.storage import Storage
     from camhub.uploader import Uploader
 
 __all__ = ["Hub", "HubSettings", "read_status"]
@@ -240,9 +241,13 @@ class Hub:
                     task.cancel()
                 await asyncio.gather(*self._backfills.values(), return_exceptions=True)
                 retention.cancel()
+                await asyncio.gather(retention, return_exceptions=True)
                 if self.leases is not None:
                     await self.leases.close()  # recorders stopped first, then the leases released
                 await asyncio.to_thread(self._stop_recorders)
+                stopped = datetime.now(UTC)
+                for key in self._paused:  # paused for disk pressure: the gap ends with the hub
+                    self.sink.gap_closed(key, stopped)
                 if self.uploader is not None:
                     await asyncio.to_thread(self.uploader.stop)
                 self._write_status()
@@ -301,7 +306,7 @@ class Hub:
             self.catalog,
             self.settings.data_dir,
             share=self.settings.worker if self.settings.lease is None else (0, 1),
-            spool=self.settings.spool,
+            spool=(self.settings.spool, self.settings.data_dir / "backfill"),
             retry_max=self.settings.upload_retry_max,
         )
         self.uploader.start()
@@ -316,18 +321,28 @@ class Hub:
         from camhub.retention import Retention, RetentionPolicy
         from camhub.uploader import open_central_storage
 
-        storage = await asyncio.to_thread(
-            open_central_storage, self.province, self.host, self.settings.data_dir
-        )
         holder = self.settings.lease.holder if self.settings.lease is not None else None
         by = holder or f"hub:{os.uname().nodename}:{os.getpid()}"
-        keeper = Retention(
-            self.catalog, storage, self.settings.spool, RetentionPolicy.from_config(self.province), by=by
-        )
+        policy = RetentionPolicy.from_config(self.province)
+        storage: Storage | None = None
         try:
             while True:
+                if storage is None:  # a store that is down: local copies are looked after meanwhile
+                    try:
+                        storage = await asyncio.to_thread(
+                            open_central_storage, self.province, self.host, self.settings.data_dir
+                        )
+                    except Exception as exc:  # noqa: BLE001 - tried again at the next pass
+                        self._log.warning("retention.store_unavailable", error=str(exc))
+                keeper = Retention(self.catalog, storage, self.settings.spool, policy, by=by)
+                running = asyncio.ensure_future(asyncio.to_thread(keeper.run))
                 try:
-                    report = await asyncio.to_thread(keeper.run)
+                    report = await asyncio.shield(running)
+                except asyncio.CancelledError:
+                    # The hub stops: let the pass finish (a deletion is recorded right after it is
+                    # made) before the store and the catalog close under it.
+                    await asyncio.wait([running])
+                    raise
                 except Exception as exc:  # noqa: BLE001 - one failed pass must not end retention
                     self._log.warning("retention.failed", error=str(exc), type=type(exc).__name__)
                 else:
@@ -338,7 +353,8 @@ class Hub:
                         self._resume_recording()
                 await asyncio.sleep(interval)
         finally:
-            storage.close()
+            if storage is not None:
+                storage.close()
 
     async def _pause_recording(self) -> None:
         """Stop every recorder, each with an open gap of cause ``other`` ("disk full")."""

@@ -46,7 +46,7 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from camhub.catalog import CatalogError, InvalidChange, SegmentRecord, SyncState
+from camhub.catalog import CatalogError, InvalidChange, NotInCatalog, SegmentRecord, SyncState
 from camhub.log import get_logger
 from camhub.model import MIN_CENTRAL_RETENTION_DAYS
 from camhub.storage import (
@@ -82,6 +82,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+#: Pages of the upload queue looked through in one turn for segments of this uploader.
+_PAGES = 50
 
 #: Alerts :meth:`Uploader.status` can raise.
 SPOOL_ALERT = "spool_backlog"
@@ -215,8 +217,9 @@ class Uploader:
     :param retry_max: longest pause between retries, in seconds.
     :param share: ``(index, count)``: upload only this process's share of the channels (the
         hub's workers share one spool; each uploads the channels whose hash falls to it).
-    :param spool: the spool folder; segments whose file is elsewhere belong to another machine
-        or process and are left alone (``None``: every segment is this uploader's).
+    :param spool: the folders this uploader sends from (the spool, and the hub's ``backfill``
+        folder); segments whose file is elsewhere belong to another machine or process and are
+        left alone (``None``: every segment is this uploader's).
     :param poll_interval: seconds between looks at the catalog when nothing wakes the uploader.
     """
 
@@ -234,7 +237,7 @@ class Uploader:
         retry_min: float = 1.0,
         retry_max: float = 60.0,
         share: tuple[int, int] = (0, 1),
-        spool: Path | None = None,
+        spool: Path | Sequence[Path] | None = None,
         poll_interval: float = 2.0,
     ) -> None:
         if concurrency < 1:
@@ -251,7 +254,8 @@ class Uploader:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.share = share
-        self.spool = None if spool is None else spool.resolve()
+        folders = () if spool is None else (spool,) if isinstance(spool, Path) else tuple(spool)
+        self.spool = tuple(folder.resolve() for folder in folders) or None
         self.poll_interval = poll_interval
         if isinstance(storage, Storage):
             self._storage: Storage | None = storage
@@ -265,6 +269,7 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._requeued = False
         self._set_aside: set[int] = set()
+        self._stuck: set[int] = set()  # left 'uploading' because the catalog failed: queue again
         self._in_flight: dict[tuple[str, int], int] = {}
         self._failure_run = 0
         self._retry_at = 0.0  # time.monotonic() before which no upload starts (serving)
@@ -283,7 +288,7 @@ class Uploader:
             "province_id": province.province.id,
             "concurrency": settings.upload_concurrency,
             "lock_days": province.retention.central_days,
-            "spool_limit_bytes": int(settings.spool_max_gb * 1e9),
+            "spool_limit_bytes": int(settings.spool_max_gb * 1024**3),  # as retention counts it
             "spool_alert_fraction": settings.spool_alert_percent / 100,
             "unreachable_alert_seconds": settings.unreachable_alert_minutes * 60,
             **options,
@@ -432,33 +437,53 @@ class Uploader:
             self._requeued = True
         return True
 
+    def _release_stuck(self) -> None:
+        """Queue again the segments a failing catalog left ``uploading`` (see :meth:`_failed`)."""
+        with self._lock:
+            stuck = set(self._stuck)
+        for segment_id in stuck:
+            with contextlib.suppress(InvalidChange, NotInCatalog):  # synced or gone meanwhile
+                self.catalog.mark_pending(segment_id)
+            with self._lock:
+                self._stuck.discard(segment_id)
+
     def _mine(self, segment: SegmentRecord) -> bool:
         index, count = self.share
         if count > 1 and zlib.crc32(f"{segment.device_id}/{segment.channel}".encode()) % count != index:
             return False
         if self.spool is None or segment.local_path is None:
             return True
-        return Path(segment.local_path).resolve().is_relative_to(self.spool)
+        path = Path(segment.local_path).resolve()
+        return any(path.is_relative_to(folder) for folder in self.spool)
 
     def _next(self, free: int) -> list[SegmentRecord]:
         """Up to ``free`` segments to send now: the oldest waiting one of each idle channel."""
         if free <= 0:
             return []
+        self._release_stuck()
         with self._lock:
             busy = set(self._in_flight)
             limit = (self.concurrency * 8 + len(self._set_aside) + len(busy)) * self.share[1]
             set_aside = set(self._set_aside)
         chosen: list[SegmentRecord] = []
-        for segment in self.catalog.unsynced(limit=limit):
-            channel = (segment.device_id, segment.channel)
-            if segment.id in set_aside or channel in busy or not self._mine(segment):
-                continue
-            busy.add(channel)  # later segments of this channel wait for this one
-            if segment.sync_state is SyncState.UPLOADING:
-                continue  # another process is sending it
-            chosen.append(segment)
-            if len(chosen) == free:
+        # Page on past segments that are not ours (another hub's spool, a dead hub's backlog), so
+        # that they never hide ours; at most _PAGES pages a turn.
+        after: tuple[datetime, int] | None = None
+        for _ in range(_PAGES):
+            page = self.catalog.unsynced(limit=limit, after=after)
+            for segment in page:
+                channel = (segment.device_id, segment.channel)
+                if segment.id in set_aside or channel in busy or not self._mine(segment):
+                    continue
+                busy.add(channel)  # later segments of this channel wait for this one
+                if segment.sync_state is SyncState.UPLOADING:
+                    continue  # another process is sending it
+                chosen.append(segment)
+                if len(chosen) == free:
+                    break
+            if len(chosen) == free or len(page) < limit:
                 break
+            after = (page[-1].start, page[-1].id)
         with self._lock:
             for segment in chosen:
                 self._in_flight[(segment.device_id, segment.channel)] = segment.id
@@ -548,8 +573,11 @@ class Uploader:
 
     def _failed(self, segment: SegmentRecord, reason: str, *, final: bool = False) -> _Outcome:
         """Mark the segment failed; ``final``: no retry can mend it, set it aside until restart."""
-        with contextlib.suppress(CatalogError):
+        try:
             self.catalog.mark_failed(segment.id, reason)
+        except CatalogError:
+            with self._lock:  # it stays 'uploading' in the catalog: queued again once it answers
+                self._stuck.add(segment.id)
         return _Outcome(segment, "set_aside" if final else "store_failed", reason)
 
     # -- bookkeeping ------------------------------------------------------------------------------

@@ -739,16 +739,28 @@ class Catalog(RetentionCatalog, LeaseCatalog):
 
         return self._transition(segment_id, SyncState.PENDING, change)
 
-    def unsynced(self, limit: int = 100, *, device_id: str | None = None) -> list[SegmentRecord]:
+    def unsynced(
+        self,
+        limit: int = 100,
+        *,
+        device_id: str | None = None,
+        after: tuple[datetime, int] | None = None,
+    ) -> list[SegmentRecord]:
         """Up to ``limit`` segments not yet in the central store, oldest first (the upload order).
 
-        Includes ``uploading`` ones: after a crash nobody is sending them any more.
+        Includes ``uploading`` ones: after a crash nobody is sending them any more. ``after``:
+        the ``(start, id)`` of the last segment of the previous page, to read the next one.
         """
         query = (
             select(*_SEGMENT_STORED).where(_NOT_SYNCED).order_by(SegmentRow.start, SegmentRow.id).limit(limit)
         )
         if device_id is not None:
             query = query.where(SegmentRow.device_id == device_id)
+        if after is not None:
+            start, segment_id = after
+            query = query.where(
+                or_(SegmentRow.start > start, and_(SegmentRow.start == start, SegmentRow.id > segment_id))
+            )
         with self._reading() as session:
             return [_segment_from_stored(row) for row in session.execute(query)]
 
