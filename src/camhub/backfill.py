@@ -23,7 +23,6 @@ timestamps. A device that names neither is taken to start where asked (within on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
@@ -282,6 +281,9 @@ class _Backfill:
         for span, start, stop in found:
             try:
                 sealed += await self._fetch(device, adapter, gap, span, start, stop)
+            except _FetchBroke as broke:  # what was sealed before it broke off is kept
+                sealed += broke.segments
+                problems.append(broke.error.detail)
             except DeviceError as exc:
                 problems.append(exc.detail)
         filled = tuple(s for s in (self._catalogue(device, segment) for segment in sealed) if s is not None)
@@ -342,9 +344,14 @@ class _Backfill:
         except asyncio.CancelledError:  # the hub stops: end the fetch, keep nothing uncatalogued
             for recorder in running:
                 recorder.request_stop()
-            with contextlib.suppress(Exception):
-                for segment in await work:
-                    segment.path.unlink(missing_ok=True)
+            try:
+                segments = await work
+            except _FetchBroke as broke:
+                segments = broke.segments
+            except Exception:  # noqa: BLE001 - stopping: nothing more to keep
+                segments = []
+            for segment in segments:
+                segment.path.unlink(missing_ok=True)
             raise
 
     def _remux(
@@ -367,26 +374,27 @@ class _Backfill:
             )
             url = relay.url_for(url)
             starts_at = window[0]  # a playback starts where asked, or where the device says
-        self._discard_partials(key)
         sink = _Sealed()
-        recorder = ChannelRecorder(
-            key,
-            lambda: url,
-            shown,
-            self.folder,
-            sink,
-            segment_seconds=self.segment_seconds,
-            socket_timeout=self.socket_timeout,
-            clock=lambda: (relay.played_from if relay is not None else None) or starts_at,
-            grid_origin=origin,
-        )
-        running.append(recorder)
         try:
+            self._discard_partials(key)
+            recorder = ChannelRecorder(
+                key,
+                lambda: url,
+                shown,
+                self.folder,
+                sink,
+                segment_seconds=self.segment_seconds,
+                socket_timeout=self.socket_timeout,
+                clock=lambda: (relay.played_from if relay is not None else None) or starts_at,
+                grid_origin=origin,
+            )
+            running.append(recorder)
             recorder.record_span(*window)
         except DeviceError as exc:
-            if relay is not None and relay.error:
-                raise type(exc)(key.device_id, relay.error) from None
-            raise type(exc)(key.device_id, f"fetching the recording: {exc.detail}") from None
+            detail = (
+                relay.error if relay is not None and relay.error else f"fetching the recording: {exc.detail}"
+            )
+            raise _FetchBroke(type(exc)(key.device_id, detail), sink.segments) from None
         finally:
             if relay is not None:
                 relay.close()
@@ -413,6 +421,15 @@ class _Backfill:
             return None
         self.host.notify_segment_sealed(record)
         return record.span
+
+
+class _FetchBroke(Exception):
+    """A fetch broke off (``error``) after sealing ``segments``, which are kept."""
+
+    def __init__(self, error: DeviceError, segments: list[SealedSegment]) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.segments = segments
 
 
 class _Sealed:

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from camhub.cli.hubcmd import catalog_option, data_dir_option, require_unit
+from camhub.cli.hubcmd import catalog_option, data_dir_option, open_catalog, require_unit
 
 if TYPE_CHECKING:
     from camhub.coverage import CoverageReport, Verification
@@ -89,24 +89,18 @@ def coverage(
     max_gaps: int,
 ) -> None:
     """Per channel, the share of the last --days in the central store, the gaps and their causes."""
-    from camhub.catalog import Catalog  # SQLAlchemy loads only for the commands that need it
-    from camhub.coverage import report, to_json, verify
+    from camhub.coverage import report, to_json, verify  # SQLAlchemy loads only when needed
+    from camhub.uploader import open_central_storage
 
     province = state.load(config)
     require_unit(province, unit, "--unit", config)
-    if catalog_url is None and not (data_dir / "catalog.db").is_file():
-        raise click.UsageError(
-            f"no catalog in {data_dir} (nothing was recorded there): give the hub's --data-dir or --catalog"
-        )
     end = datetime.now(UTC) - timedelta(minutes=settle)
     start = end - timedelta(days=days)
     verification: Verification | None = None
-    with Catalog.open(catalog_url or str(data_dir / "catalog.db")) as catalog:
+    with open_catalog(data_dir, catalog_url, create=False) as catalog:
         result = report(province, catalog, start, end, unit=unit)
         if check_objects:
-            central = province.storage.central
-            factory = state.host.storage_backends[central.backend].factory
-            with factory(central, data_dir) as storage:
+            with open_central_storage(province, state.host, data_dir) as storage:
                 verification = verify(result, catalog, storage, workers=workers)
     if as_json:
         click.echo(json.dumps(to_json(result, verification), ensure_ascii=False, indent=2))

@@ -48,11 +48,18 @@ def require_unit(province: Any, unit: str | None, option: str, config: Path) -> 
             raise click.UsageError(f"{option}: no unit {unit!r} in {config}") from None
 
 
-def open_catalog(data_dir: Path, url: str | None) -> Any:
+def open_catalog(data_dir: Path, url: str | None, *, create: bool = True) -> Any:
+    """The catalog at ``url``, or the data folder's. ``create=False``: a usage error when the data
+    folder has none (a mistyped ``--data-dir`` must not look like an empty catalog)."""
     from camhub.catalog import Catalog
 
+    path = data_dir / "catalog.db"
+    if url is None and not create and not path.is_file():
+        raise click.UsageError(
+            f"no catalog in {data_dir} (nothing was recorded there): give the hub's --data-dir or --catalog"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
-    return Catalog.open(url or str(data_dir / "catalog.db"))
+    return Catalog.open(url or str(path))
 
 
 @click.command()

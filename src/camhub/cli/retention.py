@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from camhub.catalog import Catalog, HoldKind, HoldRecord, StorageTier
-from camhub.cli.hubcmd import data_dir_option, open_catalog
+from camhub.cli.hubcmd import catalog_option, data_dir_option, open_catalog
+from camhub.errors import CamhubError
 from camhub.hub import HubSettings
 from camhub.province import ProvinceConfig
 from camhub.retention import Retention, RetentionPolicy
@@ -22,11 +23,6 @@ from camhub.storage import Storage
 __all__ = ["hold", "retention"]
 
 _config_argument = click.argument("config", type=click.Path(path_type=Path, dir_okay=False), metavar="CONFIG")
-_catalog_option = click.option(
-    "--catalog",
-    "catalog_url",
-    help="Catalog URL (default: SQLite in the data folder), e.g. postgresql+psycopg://…",
-)
 _by_option = click.option(
     "--by",
     default=None,
@@ -54,10 +50,13 @@ def _opened(
     from camhub.uploader import open_central_storage
 
     province: ProvinceConfig = state.load(config)
-    catalog: Catalog = open_catalog(data_dir, catalog_url)
+    catalog: Catalog = open_catalog(data_dir, catalog_url, create=False)
     storage: Storage | None = None
     try:
-        storage = open_central_storage(province, state.host, data_dir)
+        try:
+            storage = open_central_storage(province, state.host, data_dir)
+        except CamhubError as exc:  # a hold must be possible while the store is down
+            click.echo(f"warning: the central store is not reachable ({exc}); local copies only", err=True)
         spool = HubSettings(data_dir=data_dir).spool
         yield Retention(catalog, storage, spool, RetentionPolicy.from_config(province), by=by)
     finally:
@@ -69,7 +68,7 @@ def _opened(
 @click.command()
 @_config_argument
 @data_dir_option
-@_catalog_option
+@catalog_option
 @click.option("--dry-run", is_flag=True, help="Only print what would be deleted, and why.")
 @_by_option
 @click.pass_obj
@@ -132,7 +131,7 @@ def _moment(value: str, province: ProvinceConfig, option: str) -> datetime:
 @hold.command("add")
 @_config_argument
 @data_dir_option
-@_catalog_option
+@catalog_option
 @click.option("--device", required=True, help="The device whose footage is held.")
 @click.option("--channel", type=click.IntRange(min=1), default=None, help="Only this channel (default: all).")
 @click.option("--start", required=True, help="Start of the held span (ISO 8601; local time without offset).")
@@ -184,7 +183,7 @@ def hold_add(
 @hold.command("list")
 @_config_argument
 @data_dir_option
-@_catalog_option
+@catalog_option
 @click.option("--device", default=None, help="Only this device's holds.")
 @click.option("--all", "everything", is_flag=True, help="Released holds too.")
 @click.pass_obj
@@ -193,7 +192,7 @@ def hold_list(
 ) -> None:
     """List the holds in force (or, with --all, every hold ever placed)."""
     state.load(config)
-    catalog = open_catalog(data_dir, catalog_url)
+    catalog = open_catalog(data_dir, catalog_url, create=False)
     try:
         records = catalog.holds(device_id=device, active_only=not everything)
     finally:
@@ -208,7 +207,7 @@ def hold_list(
 @_config_argument
 @click.argument("hold_id", type=int, metavar="HOLD_ID")
 @data_dir_option
-@_catalog_option
+@catalog_option
 @_by_option
 @click.pass_obj
 def hold_release(

@@ -31,7 +31,7 @@ _PLAY_ONLY = frozenset({"range", "rate-control", "scale", "speed"})
 _CLOCK = re.compile(r"clock\s*=\s*(\d{8}T\d{6}(?:\.\d+)?)Z", re.IGNORECASE)
 _CSEQ = re.compile(rb"^cseq\s*:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
 _CHUNK = 64 * 1024
-_MAX_HEAD = 64 * 1024
+_MAX_HEAD = 64 * 1024 + 8  # an interleaved frame's 4-byte header and up to 65,535 bytes of data
 
 
 class RtspRelay:
@@ -181,9 +181,12 @@ class RtspRelay:
             name, _, value = line.partition(":")
             clock = _CLOCK.search(value) if name.strip().lower() == "range" else None
             if clock is not None:
-                text = clock.group(1)
-                pattern = "%Y%m%dT%H%M%S.%f" if "." in text else "%Y%m%dT%H%M%S"
-                self.played_from = datetime.strptime(text, pattern).replace(tzinfo=UTC)
+                whole, _, fraction = clock.group(1).partition(".")
+                try:  # strptime reads at most six digits of a fraction
+                    at = datetime.strptime(whole, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+                    self.played_from = at.replace(microsecond=int(fraction[:6].ljust(6, "0")))
+                except ValueError:
+                    pass  # not a time: playback is placed where it was asked for
 
 
 def _messages(buffer: bytearray) -> list[tuple[int, int, bool]]:
