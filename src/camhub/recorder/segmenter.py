@@ -769,10 +769,11 @@ class ChannelRecorder:
         self._last_connection = connection  # whose written_rel is the last packet written
         self._set_state(RecorderState.RECORDING, "")
 
-    def _close_segment(self, end: datetime | None = None) -> None:
+    def _close_segment(self, end: datetime | None = None) -> datetime | None:
+        """Seal the open segment, if any; returns where the sealed segment ends."""
         current, self._current = self._current, None
         if current is None:
-            return
+            return None
         current.end = end if end is not None else current.end_at()
         try:
             current.close()
@@ -780,7 +781,7 @@ class ChannelRecorder:
             self._log.warning("segment_close_failed", error=_describe(exc))
         if not current.path.exists() or current.end <= current.start:
             current.path.unlink(missing_ok=True)
-            return
+            return None
         sealed = seal(
             current.path,
             self.key,
@@ -790,11 +791,14 @@ class ChannelRecorder:
         )
         self.segments += 1
         self.callbacks.segment_sealed(sealed)
+        return sealed.end
 
     def _outage(self, outage: _Outage) -> None:
-        self._close_segment()
+        sealed_end = self._close_segment()
         if not self._gap_open:
-            start = self._last_written or self.clock()
+            # The gap starts where the segment just sealed ends (its last packet's end), never
+            # inside it; with no segment open, where the last packet written happened.
+            start = sealed_end or self._last_written or self.clock()
             self.callbacks.gap_opened(self.key, start, outage.cause, outage.detail)
             self._gap_open = True
         self._log.warning("recorder_outage", cause=outage.cause.value, detail=outage.detail)
