@@ -10,12 +10,14 @@ networks, and a proxy must never see their traffic or credentials by accident.
 from __future__ import annotations
 
 import asyncio
-import socket
+import collections
+import contextlib
+import functools
+import re
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpcore
 import httpx
 
 from camhub.adapter import DeviceAdapter
@@ -24,33 +26,59 @@ from camhub.model import DeviceConfig
 from camhub.plugins import PluginHost
 from camhub.province import ProvinceConfig
 
-__all__ = ["AsyncioBackend", "ClientPool", "DeviceClient", "DevicePoolTransport", "open_adapter"]
+__all__ = ["MAX_HEAD", "ClientPool", "DeviceClient", "DevicePoolTransport", "open_adapter"]
 
 #: Bytes buffered from a device before its socket is read no further until they are consumed.
 _READ_AHEAD = 256 * 1024
-#: A write this large is sent at once rather than gathered with the next.
+#: A request body this large is written apart from its head rather than copied into one write.
 _CORK_LIMIT = 64 * 1024
+#: The most bytes of an answer's status line and headers (a longer head is a protocol error).
+MAX_HEAD = 64 * 1024
+#: The longest line of a chunked body's framing: a chunk size with its extensions, a trailer.
+_MAX_LINE = 8 * 1024
+#: Requests sent again (once, on a new connection) when a reused connection turns out to have
+#: been closed by the device before any byte of the answer came back: those that can be
+#: repeated without effect. A POST is never sent twice.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+
+
+def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection: what arrived, whether it ended, who waits for more."""
+    """One HTTP/1.1 connection to a device (TCP or TLS): what arrived, whether it ended, who waits."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: _DevicePool) -> None:
+        self.pool = pool
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.ended = False
         self.error: BaseException | None = None
         self.reading_paused = False
         #: Set while the transport's write buffer is full, done once it drains (or breaks).
-        self.writable: asyncio.Future[None] | None = None
-        self._readable: asyncio.Future[None] | None = None
+        self.writable: asyncio.Future[bool] | None = None
+        self._readable: asyncio.Future[bool] | None = None
+        #: Requests sent on this connection (more than one: it was kept alive and reused).
+        self.uses = 0
+        #: Whether any byte came back since the last request was sent.
+        self.answered = False
+        #: When it was put back to wait for the next request (None while in use).
+        self.idle_since: float | None = None
+        self.closed = False
 
+    # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        self.answered = True
         if len(self.buffer) > _READ_AHEAD and not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -59,6 +87,8 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.ended = True
         self._wake_reader()
+        if self.idle_since is not None:  # the device closed a connection kept for later
+            self.pool.close(self)
         return False  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -66,212 +96,505 @@ class _Connection(asyncio.Protocol):
         self.error = exc
         self._wake_reader()
         self.resume_writing()
+        if self.idle_since is not None:
+            self.pool.close(self)
 
     def pause_writing(self) -> None:
-        self.writable = asyncio.get_running_loop().create_future()
+        self.writable = self.loop.create_future()
 
     def resume_writing(self) -> None:
-        if self.writable is not None and not self.writable.done():
-            self.writable.set_result(None)
+        if self.writable is not None:
+            _settle(self.writable, True)
         self.writable = None
 
     def _wake_reader(self) -> None:
-        if self._readable is not None and not self._readable.done():
-            self._readable.set_result(None)
+        if self._readable is not None:
+            _settle(self._readable, True)
 
-    async def wait_readable(self) -> None:
-        self._readable = asyncio.get_running_loop().create_future()
+    # -- sending -----------------------------------------------------------------------------
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        """Write ``data``; wait (at most ``timeout`` seconds) while the device reads slower."""
+        transport = self.transport
+        assert transport is not None
+        if self.ended or transport.is_closing():
+            raise httpx.WriteError("the connection is closed")
+        transport.write(data)
+        if self.writable is not None:
+            writable = self.writable
+            timer = None if timeout is None else self.loop.call_later(timeout, _settle, writable, False)
+            try:
+                drained = await asyncio.shield(writable)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if not drained:
+                raise httpx.WriteTimeout(f"could not send within {timeout:g} s")
+        if self.error is not None:
+            raise httpx.WriteError(str(self.error) or type(self.error).__name__)
+
+    # -- receiving ---------------------------------------------------------------------------
+    async def fill(self, timeout: float | None) -> None:
+        """Wait for more bytes or the end of the connection, at most ``timeout`` seconds."""
+        waiter = self._readable = self.loop.create_future()
+        timer = None if timeout is None else self.loop.call_later(timeout, _settle, waiter, False)
         try:
-            await self._readable
+            arrived = await waiter
         finally:
             self._readable = None
+            if timer is not None:
+                timer.cancel()
+        if not arrived:
+            raise httpx.ReadTimeout(f"no data within {timeout:g} s")
+
+    def take(self, limit: int) -> bytes:
+        """Up to ``limit`` buffered bytes; reading resumes once the buffer has room again."""
+        buffer = self.buffer
+        if len(buffer) <= limit:
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:limit])
+            del buffer[:limit]
+        if self.reading_paused and len(buffer) <= _READ_AHEAD // 2 and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def broken(self, where: str) -> httpx.TransportError:
+        """The error for a connection that ended while more of the answer was due."""
+        if self.error is not None:
+            return httpx.ReadError(f"connection broken {where}: {self.error or type(self.error).__name__}")
+        return httpx.RemoteProtocolError(f"the device closed the connection {where}")
+
+    async def line(self, timeout: float | None) -> bytes:
+        """One line of a chunked body's framing, without its line end."""
+        buffer = self.buffer
+        while (end := buffer.find(b"\n")) < 0:
+            if len(buffer) > _MAX_LINE:
+                raise httpx.RemoteProtocolError(f"a chunked body's line exceeds {_MAX_LINE} bytes")
+            if self.ended:
+                raise self.broken("inside a chunked body")
+            await self.fill(timeout)
+        data = bytes(buffer[:end])
+        del buffer[: end + 1]
+        return data.rstrip(b"\r")
+
+    async def head(self, timeout: float | None) -> bytes:
+        """The answer's status line and headers (without the empty line that ends them)."""
+        buffer = self.buffer
+        searched = 0
+        while True:
+            while buffer and buffer[0] in b"\r\n":  # stray line ends before the status line
+                del buffer[:1]
+            found = _HEAD_END.search(buffer, max(0, searched - 3))
+            if found is not None:
+                break
+            searched = len(buffer)
+            if searched > MAX_HEAD:
+                raise httpx.RemoteProtocolError(f"the answer's headers exceed {MAX_HEAD} bytes")
+            if self.ended:
+                if not buffer:
+                    raise self.broken("without sending an answer")
+                raise self.broken("inside the answer's headers")
+            await self.fill(timeout)
+        if found.start() > MAX_HEAD:
+            raise httpx.RemoteProtocolError(f"the answer's headers exceed {MAX_HEAD} bytes")
+        head = bytes(buffer[: found.start()])
+        del buffer[: found.end()]
+        return head
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    def __init__(self, transport: asyncio.Transport, connection: _Connection) -> None:
-        self._transport = transport
-        self._connection = connection
-        self._pending: list[bytes] = []
+def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
+    """HTTP version, status, reason and headers of an answer's head; lenient where devices are
+    (bare LF line ends, folded header lines), strict where framing depends on it."""
+    lines = head.split(b"\n")
+    status_line = lines[0].rstrip(b"\r")
+    version, _, rest = status_line.partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise httpx.RemoteProtocolError(f"malformed status line {status_line[:80]!r}")
+    headers: list[tuple[bytes, bytes]] = []
+    for raw in lines[1:]:
+        line = raw.rstrip(b"\r")
+        if line.startswith((b" ", b"\t")) and headers:  # obsolete line folding
+            name, value = headers[-1]
+            headers[-1] = (name, value + b" " + line.strip(b" \t"))
+            continue
+        name, separator, value = line.partition(b":")
+        if not separator or not name or name.endswith((b" ", b"\t")) or name.startswith((b" ", b"\t")):
+            raise httpx.RemoteProtocolError(f"malformed header line {line[:80]!r}")
+        headers.append((name, value.strip(b" \t")))
+    return version, int(code), reason, headers
 
-    def _flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+class _Body(httpx.AsyncByteStream):
+    """An answer's body as it arrives: by Content-Length, chunked, or until the device closes."""
+
+    LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2
+
+    def __init__(
+        self, connection: _Connection, framing: int, length: int, keep_alive: bool, timeout: float | None
+    ) -> None:
+        self._connection: _Connection | None = connection
+        self._framing = framing
+        self._length = length
+        self._keep_alive = keep_alive
+        self._timeout = timeout
+        if framing == self.LENGTH and not length:
+            self._finish(keep_alive)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         connection = self._connection
-        if not connection.buffer and not connection.ended:
-            try:
-                async with asyncio.timeout(timeout):
-                    await connection.wait_readable()
-            except TimeoutError:
-                raise httpcore.ReadTimeout(f"no data within {timeout} s") from None
-        if buffer := connection.buffer:
-            if len(buffer) <= max_bytes:
-                data = bytes(buffer)
-                buffer.clear()
-            else:
-                data = bytes(buffer[:max_bytes])
-                del buffer[:max_bytes]
-            if connection.reading_paused and len(connection.buffer) <= _READ_AHEAD // 2:
-                connection.reading_paused = False
-                self._transport.resume_reading()
-            return data
-        if connection.error is not None:
-            raise httpcore.ReadError(str(connection.error) or type(connection.error).__name__)
-        return b""  # the peer closed the connection
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
+        if connection is None:
             return
-        if self._transport.is_closing():
-            raise httpcore.WriteError("the connection is closed")
-        # A request's head and its small body go out in one segment: small writes made in one
-        # step of the task are sent together when it next waits, which it does for the answer.
-        pending = self._pending
-        if not pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        pending.append(buffer)
-        if len(buffer) >= _CORK_LIMIT:
-            self._flush()
-        connection = self._connection
-        if connection.error is not None:
-            raise httpcore.WriteError(str(connection.error))
-        if connection.writable is not None:  # the device reads slower than we send
-            try:
-                async with asyncio.timeout(timeout):
-                    await asyncio.shield(connection.writable)
-            except TimeoutError:
-                raise httpcore.WriteTimeout(f"could not send within {timeout} s") from None
+        try:
+            if self._framing == self.LENGTH:
+                async for data in self._sized(connection, self._length, "inside the answer's body"):
+                    yield data
+            elif self._framing == self.CHUNKED:
+                async for data in self._chunked(connection):
+                    yield data
+            else:
+                while True:
+                    if connection.buffer:
+                        yield connection.take(_READ_AHEAD)
+                    elif connection.ended:
+                        if connection.error is not None:
+                            raise connection.broken("inside the answer's body")
+                        break
+                    else:
+                        await connection.fill(self._timeout)
+        except BaseException:
+            self._finish(False)
+            raise
+        self._finish(self._keep_alive)
+
+    async def _sized(self, connection: _Connection, size: int, where: str) -> AsyncIterator[bytes]:
+        remaining = size
+        while remaining:
+            if connection.buffer:
+                data = connection.take(remaining)
+                remaining -= len(data)
+                yield data
+            elif connection.ended:
+                raise connection.broken(f"{where} ({size - remaining} of {size} bytes)")
+            else:
+                await connection.fill(self._timeout)
+
+    async def _chunked(self, connection: _Connection) -> AsyncIterator[bytes]:
+        while True:
+            size_line = (await connection.line(self._timeout)).split(b";", 1)[0].strip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_line):
+                raise httpx.RemoteProtocolError(f"malformed chunk size {size_line[:40]!r}")
+            size = int(size_line, 16)
+            if not size:
+                break
+            async for data in self._sized(connection, size, "inside a chunk"):
+                yield data
+            if await connection.line(self._timeout):
+                raise httpx.RemoteProtocolError("a chunk is longer than its declared size")
+        trailer = 0
+        while line := await connection.line(self._timeout):
+            trailer += len(line)
+            if trailer > MAX_HEAD:
+                raise httpx.RemoteProtocolError(f"the answer's trailers exceed {MAX_HEAD} bytes")
+
+    def _finish(self, reuse: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            if reuse:
+                connection.pool.release(connection)
+            else:
+                connection.pool.close(connection)
 
     async def aclose(self) -> None:
-        self._transport.close()
+        self._finish(False)  # closed before its end: the rest is not worth reading
 
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
+
+class _DevicePool:
+    """One device's connections: at most ``limit`` open at once, idle ones kept for reuse."""
+
+    def __init__(
+        self, host: str, port: int, context: ssl.SSLContext | None, limit: int, expiry: float
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.context = context
+        self.limit = limit
+        self.expiry = expiry
+        self.idle: list[_Connection] = []
+        #: Connections open, being opened or in use.
+        self.open = 0
+        self.closing = False
+        self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+
+    async def acquire(self, timeout: float | None) -> _Connection | None:
+        """A kept-alive connection, or None: the caller may open one (its slot is taken)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            idle = self.idle
+            if idle:
+                now = loop.time()
+                while idle:
+                    connection = idle.pop()
+                    since, connection.idle_since = connection.idle_since, None
+                    assert connection.transport is not None and since is not None
+                    if (
+                        connection.ended
+                        or connection.buffer
+                        or now - since > self.expiry
+                        or connection.transport.is_closing()
+                    ):
+                        self.close(connection)
+                        continue
+                    return connection
+            if self.open < self.limit:
+                self.open += 1
+                return None
+            await self._wait(loop, timeout)
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if timeout is None else loop.call_later(timeout, _settle, waiter, False)
+        try:
+            woken = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._wake()  # woken but leaving: the next one may go
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not waiter.done() or not waiter.result():
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+        if not woken:
+            raise httpx.PoolTimeout(f"no connection to the device free within {timeout:g} s")
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+
+    async def connect(self, timeout: float | None) -> _Connection:
+        """Open a connection in the slot :meth:`acquire` gave."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                transport = await loop.start_tls(
-                    self._transport, self._connection, ssl_context, server_hostname=server_hostname
+                _, connection = await loop.create_connection(
+                    functools.partial(_Connection, self),
+                    self.host,
+                    self.port,
+                    ssl=self.context,
+                    server_hostname=self.host if self.context is not None else None,
                 )
-        except TimeoutError:
-            self._transport.abort()
-            raise httpcore.ConnectTimeout(f"no TLS handshake within {timeout} s") from None
-        except (OSError, ssl.SSLError) as exc:
-            self._transport.abort()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
-        assert isinstance(transport, asyncio.Transport)
-        self._connection.transport = transport
-        return _Stream(transport, self._connection)
+        except BaseException as exc:
+            self.open -= 1
+            self._wake()
+            if isinstance(exc, TimeoutError):
+                raise httpx.ConnectTimeout(f"no connection within {timeout:g} s") from None
+            if isinstance(exc, OSError):
+                raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
+            raise
+        return connection
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # asked of an idle connection: has the device closed it?
-            connection = self._connection
-            return bool(connection.buffer) or connection.ended or self._transport.is_closing()
-        names = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername"}
-        return self._transport.get_extra_info(names.get(info, info))
+    def release(self, connection: _Connection) -> None:
+        """Keep a connection whose answer was read to its end for the next request."""
+        if self.closing or connection.ended or connection.buffer or connection.closed:
+            self.close(connection)
+            return
+        connection.idle_since = asyncio.get_running_loop().time()
+        self.idle.append(connection)
+        self._wake()
+
+    def close(self, connection: _Connection) -> None:
+        """Close a connection and free its slot (once, whatever calls it)."""
+        if connection.closed:
+            return
+        connection.closed = True
+        if connection.idle_since is not None:
+            connection.idle_since = None
+            self.idle.remove(connection)
+        if connection.transport is not None:
+            connection.transport.abort()
+        self.open -= 1
+        self._wake()
+
+    def aclose(self) -> None:
+        self.closing = True
+        for connection in list(self.idle):
+            self.close(connection)
 
 
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network layer on plain asyncio protocols, for many short device requests.
-
-    httpcore's default backend goes through anyio, which opens a cancel scope for every read and
-    write; at a thousand devices that is a large part of a health sweep's CPU. This backend
-    keeps httpcore's contract: its timeouts raise httpcore's ``ConnectTimeout``, ``ReadTimeout``
-    and ``WriteTimeout``, broken connections ``ConnectError``, ``ReadError`` and ``WriteError``
-    (which httpx maps to its own), and it stops reading a socket while 256 KiB wait unread.
-    """
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, connection = await loop.create_connection(
-                    _Connection, host, port, local_addr=(local_address, 0) if local_address else None
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"no connection within {timeout} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
-        sock: socket.socket | None = transport.get_extra_info("socket")
-        if sock is not None:
-            for option in socket_options or ():
-                sock.setsockopt(*option)
-        assert isinstance(transport, asyncio.Transport)
-        return _Stream(transport, connection)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+def _request_head(request: httpx.Request) -> bytes:
+    """The request line and headers, checked for line breaks smuggled into a header."""
+    headers = request.headers.raw
+    parts = [request.method.encode("ascii"), b" ", request.url.raw_path or b"/", b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    lines = len(headers) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:
+        raise httpx.LocalProtocolError("a line break in the request line or a header")
+    return head
 
 
 class DevicePoolTransport(httpx.AsyncBaseTransport):
-    """An httpx transport with one small connection pool per device (scheme, host and port).
+    """camhub's HTTP/1.1 transport for devices: one small connection pool per device.
 
-    httpcore's pool walks all its connections on every request start and end, so one pool
-    holding a connection per device costs O(devices²) per request and collapses at a thousand
-    devices. Here each device's pool holds at most ``connections_per_device`` connections; it is
-    made on the device's first request (a few microseconds) and shares one TLS context.
+    Device APIs are many short requests, a few long event streams and downloads, to thousands
+    of hosts. This transport runs them on plain asyncio protocols: a request goes out in one
+    write, the answer's head is parsed in one step (bounded to :data:`MAX_HEAD` bytes), its
+    body streams by ``Content-Length``, chunked or until the device closes, and a socket is
+    read no further while 256 KiB wait unread. The client's timeouts apply (``connect``,
+    ``read`` per wait for data, ``write`` per wait for the device to read, ``pool`` for a free
+    connection) and raise httpx's errors (``ConnectTimeout``, ``ReadTimeout``,
+    ``WriteTimeout``, ``PoolTimeout``, ``ConnectError``, ``ReadError``, ``WriteError``,
+    ``RemoteProtocolError``), which the adapters map to :mod:`camhub.errors`.
+
+    A kept-alive connection the device closed while idle is dropped before reuse; one it
+    closed just as a request went out (no byte of the answer back) gets an idempotent request
+    sent once more, on a new connection; a POST is never sent twice.
 
     :param verify: check device certificates (False for devices with self-signed ones).
     :param connections_per_device: connections open at once to one device (an event stream, a
         download and the health checks side by side); more requests wait for one.
     :param keepalive_expiry: seconds an idle connection is kept for the next request. Longer
-        than a health sweep's interval, so that recurring sweeps reuse their connections; a
-        connection the device has closed meanwhile is noticed and replaced before use.
+        than a health sweep's interval, so that recurring sweeps reuse their connections.
     """
 
     def __init__(self, *, verify: bool, connections_per_device: int, keepalive_expiry: float) -> None:
         self._context: ssl.SSLContext = httpx.create_ssl_context(verify=verify)
-        self._limits = httpx.Limits(
-            max_connections=connections_per_device,
-            max_keepalive_connections=connections_per_device,
-            keepalive_expiry=keepalive_expiry,
-        )
-        self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
-        self._backend = AsyncioBackend()
+        self._limit = connections_per_device
+        self._expiry = keepalive_expiry
+        self._pools: dict[tuple[bytes, bytes, int | None], _DevicePool] = {}
 
     @property
     def devices(self) -> int:
         """How many device pools have been made (one per scheme, host and port reached)."""
         return len(self._pools)
 
-    def pool_for(self, scheme: bytes, host: bytes, port: int | None) -> httpx.AsyncHTTPTransport:
+    def pool_for(self, scheme: bytes, host: bytes, port: int | None) -> _DevicePool:
         """The connection pool of the device at ``scheme://host:port``, made on first use."""
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = httpx.AsyncHTTPTransport(verify=self._context, trust_env=False, limits=self._limits)
-            # httpx takes no network backend; its pool is replaced by the same pool on ours.
-            pool._pool = httpcore.AsyncConnectionPool(
-                ssl_context=self._context,
-                max_connections=self._limits.max_connections,
-                max_keepalive_connections=self._limits.max_keepalive_connections,
-                keepalive_expiry=self._limits.keepalive_expiry,
-                network_backend=self._backend,
+            if scheme not in (b"http", b"https"):
+                raise httpx.UnsupportedProtocol(f"devices speak http or https, not {scheme.decode()!r}")
+            secure = scheme == b"https"
+            pool = _DevicePool(
+                host.decode("ascii"),
+                port or (443 if secure else 80),
+                self._context if secure else None,
+                self._limit,
+                self._expiry,
             )
             self._pools[key] = pool
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        return await self.pool_for(url.raw_scheme, url.raw_host, url.port).handle_async_request(request)
+        pool = self._pools.get((url.raw_scheme, url.raw_host, url.port))
+        if pool is None:
+            pool = self.pool_for(url.raw_scheme, url.raw_host, url.port)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
+        head = _request_head(request)
+        stream = request.stream
+        replayable = isinstance(stream, httpx.ByteStream)
+        if replayable:
+            body = request.content
+            if len(body) < _CORK_LIMIT:
+                head, body = head + body, b""
+        retry = replayable and request.method in _IDEMPOTENT
+        while True:
+            connection = await pool.acquire(timeouts.get("pool"))
+            if connection is None:
+                connection = await pool.connect(timeouts.get("connect"))
+            reused = connection.uses > 0
+            connection.uses += 1
+            connection.answered = False
+            try:
+                await connection.send(head, timeouts.get("write"))
+                if not replayable:
+                    await self._send_stream(connection, request, timeouts.get("write"))
+                elif body:
+                    await connection.send(body, timeouts.get("write"))
+                return await self._answer(connection, request.method, timeouts.get("read"))
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                pool.close(connection)
+                if not (retry and reused and not connection.answered):
+                    raise
+                retry = False  # once: the device closed a kept-alive connection as it was reused
+            except BaseException:
+                pool.close(connection)
+                raise
+
+    @staticmethod
+    async def _send_stream(connection: _Connection, request: httpx.Request, timeout: float | None) -> None:
+        chunked = "content-length" not in request.headers
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        async for data in request.stream:
+            if data:
+                await connection.send(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data, timeout)
+        if chunked:
+            await connection.send(b"0\r\n\r\n", timeout)
+
+    @staticmethod
+    async def _answer(connection: _Connection, method: str, timeout: float | None) -> httpx.Response:
+        while True:
+            version, status, reason, headers = _parse_head(await connection.head(timeout))
+            if not 100 <= status < 200 or status == 101:
+                break  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+        length: int | None = None
+        chunked = False
+        keep_alive = version == b"HTTP/1.1"
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                values = {part.strip() for part in value.split(b",")}
+                if len(values) != 1 or not (text := values.pop()).isdigit() or len(text) > 18:
+                    raise httpx.RemoteProtocolError(f"malformed Content-Length {value[:40]!r}")
+                if length is not None and length != int(text):
+                    raise httpx.RemoteProtocolError("conflicting Content-Length headers")
+                length = int(text)
+            elif lower == b"transfer-encoding":
+                codings = [part.strip().lower() for part in value.split(b",")]
+                if codings[-1] != b"chunked":
+                    raise httpx.RemoteProtocolError(f"unsupported Transfer-Encoding {value[:40]!r}")
+                chunked = True
+            elif lower == b"connection":
+                tokens = {part.strip().lower() for part in value.split(b",")}
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens:
+                    keep_alive = keep_alive or version == b"HTTP/1.0"
+        if method == "HEAD" or status in (101, 204, 304):
+            framing, length = _Body.LENGTH, 0
+            keep_alive = keep_alive and status != 101
+        elif chunked:
+            keep_alive = keep_alive and length is None  # both framings given: trust neither again
+            framing, length = _Body.CHUNKED, 0
+        elif length is not None:
+            framing = _Body.LENGTH
+        else:
+            framing, length, keep_alive = _Body.UNTIL_CLOSE, 0, False
+        body = _Body(connection, framing, length, keep_alive, timeout)
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=body,
+            extensions={"http_version": version, "reason_phrase": reason},
+        )
 
     async def aclose(self) -> None:
         pools = list(self._pools.values())
         self._pools.clear()
         for pool in pools:
-            await pool.aclose()
+            pool.aclose()
 
 
 class _Unlearned(httpx.Cookies):
