@@ -40,7 +40,6 @@ _MAX_LINE = 8 * 1024
 #: been closed by the device before any byte of the answer came back: those that can be
 #: repeated without effect. A POST is never sent twice.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
@@ -186,8 +185,17 @@ class _Connection(asyncio.Protocol):
         while True:
             while buffer and buffer[0] in b"\r\n":  # stray line ends before the status line
                 del buffer[:1]
-            found = _HEAD_END.search(buffer, max(0, searched - 3))
-            if found is not None:
+            # The head ends at an empty line: LF, an optional CR, LF (a few firmwares use bare LF).
+            start = max(0, searched - 2)
+            end = buffer.find(b"\n\r\n", start, MAX_HEAD + 3)
+            bare = buffer.find(b"\n\n", start, MAX_HEAD + 2 if end < 0 else end + 2)
+            if bare >= 0:
+                head = bytes(buffer[:bare])
+                del buffer[: bare + 2]
+                break
+            if end >= 0:
+                head = bytes(buffer[:end])
+                del buffer[: end + 3]
                 break
             searched = len(buffer)
             if searched > MAX_HEAD:
@@ -197,11 +205,7 @@ class _Connection(asyncio.Protocol):
                     raise self.broken("without sending an answer")
                 raise self.broken("inside the answer's headers")
             await self.fill(timeout)
-        if found.start() > MAX_HEAD:
-            raise httpx.RemoteProtocolError(f"the answer's headers exceed {MAX_HEAD} bytes")
-        head = bytes(buffer[: found.start()])
-        del buffer[: found.end()]
-        return head
+        return head.rstrip(b"\r")
 
 
 def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:

@@ -193,6 +193,45 @@ def test_other_documents_are_not_alerts_and_bad_xml_is_refused() -> None:
         parse_alert(DEV, b"<EventNotificationAlert><eventType>VMD</eventType>")
 
 
+LAUGHS = """<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>
+<DeviceInfo><model>&d;</model></DeviceInfo>"""
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        LAUGHS.encode("utf-16"),  # a DTD the byte search for "<!" cannot see ...
+        LAUGHS.encode("utf-16-le"),  # ... without a byte-order mark either
+        ('<?xml version="1.0" encoding="UTF-16"?>' + LAUGHS).encode("utf-16-be"),
+        b"\xef\xbb\xbf" + LAUGHS.encode(),
+    ],
+    ids=["utf-16", "utf-16-le", "utf-16-be-declared", "utf-8-bom"],
+)
+def test_a_dtd_in_any_encoding_is_refused(document: bytes) -> None:
+    with pytest.raises(DeviceProtocolError, match="refused XML"):
+        parse_xml(DEV, document)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"<DeviceInfo><model>DS-2CD &amp; co</model></DeviceInfo>",
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<DeviceInfo><model>DS-2CD &amp; co</model></DeviceInfo>',
+        b"<DeviceInfo><!-- a comment --><model><![CDATA[DS-2CD & co]]></model></DeviceInfo>",
+        '<?xml version="1.0" encoding="UTF-16"?><DeviceInfo><model>DS-2CD &amp; co</model></DeviceInfo>'.encode(
+            "utf-16"
+        ),
+        '<?xml version="1.0" encoding="ISO-8859-1"?><DeviceInfo><model>DS-2CD &amp; co</model></DeviceInfo>'.encode(
+            "latin-1"
+        ),
+    ],
+    ids=["plain", "declared-utf-8", "comment-and-cdata", "utf-16", "latin-1"],
+)
+def test_documents_without_a_dtd_parse_in_every_encoding(document: bytes) -> None:
+    assert parse_xml(DEV, document).findtext("model") == "DS-2CD & co"
+
+
 # -- alert streams -----------------------------------------------------------------------------
 async def chunks_of(data: bytes, size: int = 7) -> AsyncIterator[bytes]:
     for start in range(0, len(data), size):
