@@ -19,11 +19,11 @@ The data has what a real week has: 5 % of the channels lost two hours (with a ga
 them got one hour back by backfill, and every channel's last ten minutes wait for upload.
 
     python benchmarks/bench_catalog.py [--channels 2000] [--days 7] [--runs 30] [--backend both]
-                                       [--covering-index] [--only day|coverage]
+                                       [--only day|coverage]
                                        [--rebuild] [--build-only] [--stop]
 
-Each channel-day of (a) is read once before it is timed (a warm cache). ``--covering-index``
-widens ``ix_segments_channel_span`` to cover the central-store test (a proposed migration).
+Each channel-day of (a) is read once before it is timed (a warm cache). A cached catalog of an
+older schema is migrated when the benchmark opens it (then analysed again).
 
 The PostgreSQL cluster keeps running between runs (``--stop`` stops it at the end). Building
 takes a few minutes per backend and about 10 GB of disk each for 20 million rows.
@@ -84,13 +84,6 @@ INDEXES = (
     "ix_segments_local",
     "ix_segments_central",
 )
-#: The channel index widened to cover the central-store test (a proposal; ``--covering-index``).
-COVERING = {
-    "sqlite": "CREATE INDEX ix_segments_channel_span ON segments "
-    "(device_id, channel, start_us, end_us, sync_state, central_deleted_at_us, source)",
-    "postgresql": "CREATE INDEX ix_segments_channel_span ON segments (device_id, channel, start_us, end_us) "
-    "INCLUDE (sync_state, central_deleted_at_us, source)",
-}
 
 
 def analyze(dialect: str, connect: Callable[[], Any]) -> None:
@@ -103,28 +96,6 @@ def analyze(dialect: str, connect: Callable[[], Any]) -> None:
             connection.execute("VACUUM ANALYZE segments")
 
 
-def cover(dialect: str, connect: Callable[[], Any]) -> None:
-    """Replace the channel index by :data:`COVERING` (once)."""
-    with connect() as connection:
-        if dialect == "sqlite":
-            row = connection.execute(
-                "SELECT sql FROM sqlite_master WHERE name = 'ix_segments_channel_span'"
-            ).fetchone()
-        else:
-            row = connection.execute(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_segments_channel_span'"
-            ).fetchone()
-        if "sync_state" in row[0]:
-            return
-        started = time.perf_counter()
-        connection.execute("DROP INDEX ix_segments_channel_span")
-        connection.execute(COVERING[dialect])
-        connection.commit()
-        print(f"  {dialect}: covering index in {time.perf_counter() - started:.0f} s", flush=True)
-    analyze(dialect, connect)
-
-
-# -- the province ---------------------------------------------------------------------------------
 def province_of(channels: int, folder: Path) -> ProvinceConfig:
     """The generated province with the fewest devices that have at least ``channels`` channels."""
     host = camhub.PluginHost.from_installed()
@@ -175,10 +146,17 @@ WHERE NOT {lost} OR {backfilled}
 """
 
 
-def _coverage_days_backfill() -> str:
-    """Migration 0003's ``INSERT … SELECT`` that computes ``coverage_days`` from the segments."""
-    module = importlib.import_module("camhub.catalog.migrations.versions.0003_coverage_days")
-    return str(module._BACKFILL)
+def _migration(name: str) -> Any:
+    return importlib.import_module(f"camhub.catalog.migrations.versions.{name}")
+
+
+def revision(connect: Callable[[], Any]) -> str | None:
+    """The catalog's schema revision (None before the first)."""
+    with connect() as connection:
+        try:
+            return str(connection.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+        except (sqlite3.Error, psycopg.Error):
+            return None
 
 
 def fill(catalog: Catalog, province: ProvinceConfig, days: int, connect: Callable[[], Any]) -> None:
@@ -218,14 +196,15 @@ def fill(catalog: Catalog, province: ProvinceConfig, days: int, connect: Callabl
             ":t0", str((T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
         )
         connection.execute(statement)
-        connection.execute(_coverage_days_backfill())
+        connection.execute(_migration("0003_coverage_days")._BACKFILL)
         connection.commit()
         print(f"  {dialect}: rows and coverage_days in {time.perf_counter() - started:.0f} s", flush=True)
         started = time.perf_counter()
         for definition in definitions:
             connection.execute(definition)
+        connection.execute(_migration("0004_channel_rows").fill_spans(dialect))
         connection.commit()
-        print(f"  {dialect}: indexes in {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"  {dialect}: indexes and coverage spans in {time.perf_counter() - started:.0f} s", flush=True)
     analyze(dialect, connect)
 
 
@@ -410,11 +389,6 @@ def main() -> None:
     parser.add_argument("--only", choices=("day", "coverage"), help="Measure only (a) or (b).")
     parser.add_argument("--build-only", action="store_true", help="Build (if needed), measure nothing.")
     parser.add_argument("--stop", action="store_true", help="Stop the PostgreSQL cluster at the end.")
-    parser.add_argument(
-        "--covering-index",
-        action="store_true",
-        help="Widen ix_segments_channel_span to cover sync_state, central_deleted_at_us and source.",
-    )
     args = parser.parse_args()
     folder = CACHE / f"{args.channels}ch-{args.days}d"
     folder.mkdir(parents=True, exist_ok=True)
@@ -432,11 +406,13 @@ def main() -> None:
             for leftover in folder.glob("catalog.db*"):
                 leftover.unlink()
         fresh = not path.exists()
+        before = None if fresh else revision(lambda: sqlite_connection(path))
         with Catalog.open(path) as catalog:
+            migrated = not fresh and revision(lambda: sqlite_connection(path)) != before
             if fresh:
                 fill(catalog, province, args.days, lambda: sqlite_connection(path))
-            if args.covering_index:
-                cover("sqlite", lambda: sqlite_connection(path))
+            if migrated:
+                analyze("sqlite", lambda: sqlite_connection(path))
             if not args.build_only:
                 measure(
                     "SQLite",
@@ -461,11 +437,12 @@ def main() -> None:
                     exists = None
                 if not exists:
                     admin.execute(f"CREATE DATABASE {database}")
+            before = revision(lambda: pg_connection(cluster, database)) if exists else None
             with Catalog.open(cluster.url(database)) as catalog:
                 if not exists:
                     fill(catalog, province, args.days, lambda: pg_connection(cluster, database))
-                if args.covering_index:
-                    cover("postgresql", lambda: pg_connection(cluster, database))
+                if exists and revision(lambda: pg_connection(cluster, database)) != before:
+                    analyze("postgresql", lambda: pg_connection(cluster, database))
                 if not args.build_only:
                     measure(
                         "PostgreSQL",

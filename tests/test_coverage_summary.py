@@ -13,13 +13,14 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import peers
 import pytest
 from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from test_catalog import add_camera, database_url  # noqa: F401 (a fixture)
 
 from camhub.catalog import Catalog, InvalidChange, SegmentOverlap, SegmentSource, StorageTier, alembic_config
@@ -143,21 +144,32 @@ def play(catalog: Catalog, steps: list[tuple[str, int, int, int, int]], ids: lis
 
 def summary(engine: Engine) -> dict[tuple[str, int, int], tuple[int, int, int]]:
     """``coverage_days`` as stored (rows counting no segment must be all zero, then left out)."""
+    return {key: value[:3] for key, value in stored_days(engine).items()}
+
+
+def stored_days(engine: Engine) -> dict[tuple[str, int, int], tuple[int, int, int, int | None, int | None]]:
+    """Each day's (central, backfilled, segments, first, last), days counting a segment only."""
     found = {}
+    query = "SELECT device_id, channel, day_us, central_us, backfilled_us, segments, first_us, last_us "
     with engine.connect() as connection:
-        for device, channel, day, central, backfilled, segments in connection.execute(
-            text("SELECT device_id, channel, day_us, central_us, backfilled_us, segments FROM coverage_days")
+        for device, channel, day, central, backfilled, segments, first, last in connection.execute(
+            text(query + "FROM coverage_days")
         ):
             if segments == 0:
                 assert (central, backfilled) == (0, 0)
             else:
-                found[(device, channel, day)] = (central, backfilled, segments)
+                found[(device, channel, day)] = (central, backfilled, segments, first, last)
     return found
 
 
 def recomputed(engine: Engine) -> dict[tuple[str, int, int], tuple[int, int, int]]:
     """The summary computed in Python from the segments in the central store."""
-    found: dict[tuple[str, int, int], tuple[int, int, int]] = {}
+    return {key: value[:3] for key, value in recomputed_days(engine).items()}
+
+
+def recomputed_days(engine: Engine) -> dict[tuple[str, int, int], tuple[int, int, int, int, int]]:
+    """Each day's (central, backfilled, segments, first, last) from the segments in the central store."""
+    found: dict[tuple[str, int, int], tuple[int, int, int, int, int]] = {}
     query = text(
         "SELECT device_id, channel, start_us, end_us, source FROM segments "
         "WHERE sync_state = 'synced' AND central_deleted_at_us IS NULL"
@@ -166,15 +178,27 @@ def recomputed(engine: Engine) -> dict[tuple[str, int, int], tuple[int, int, int
         for device, channel, start, end, source in connection.execute(query):
             day = start - start % DAY
             while day < end:
-                piece = min(end, day + DAY) - max(start, day)
-                central, backfilled, segments = found.get((device, channel, day), (0, 0, 0))
+                first, last = max(start, day), min(end, day + DAY)
+                central, backfilled, segments, low, high = found.get(
+                    (device, channel, day), (0, 0, 0, first, last)
+                )
                 found[(device, channel, day)] = (
-                    central + piece,
-                    backfilled + (piece if source == "backfill" else 0),
+                    central + last - first,
+                    backfilled + (last - first if source == "backfill" else 0),
                     segments + 1,
+                    min(low, first),
+                    max(high, last),
                 )
                 day += DAY
     return found
+
+
+def assert_central_spans_true(engine: Engine) -> None:
+    """A day's central span, where the summary knows it, is the segments' (it may not know it)."""
+    truth = recomputed_days(engine)
+    for key, (*_, first, last) in stored_days(engine).items():
+        if first is not None and last is not None:
+            assert (first, last) == truth[key][3:], key
 
 
 def reset(engine: Engine) -> None:
@@ -201,6 +225,7 @@ def test_the_summary_follows_every_change_and_the_summary_read_equals_the_exact_
     reset(database)
     play(catalog, steps, record_days(catalog, missing))
     assert summary(database) == recomputed(database)
+    assert_central_spans_true(database)
     first, last = sorted(window)
     start, end = DAY_BEFORE + timedelta(minutes=first), DAY_BEFORE + timedelta(minutes=last)
     for a, b in ((start, end), (DAY_BEFORE, MIDNIGHT + timedelta(days=1))):
@@ -246,6 +271,43 @@ def test_whole_days_come_from_the_summary_and_a_hole_across_midnight_is_one_hole
     assert catalog.coverages(day_before, MIDNIGHT, synced_only=True)[("cam-01", 2)].covered == timedelta(0)
 
 
+def test_a_day_recorded_up_to_now_is_settled_by_the_summary_alone(
+    catalog: Catalog,
+    database: Engine,
+) -> None:
+    """Today, synced but for its last minutes: covered up to there without reading a segment."""
+    for minute in range(0, 600, 10):  # 00:00-10:00 in ten-minute segments, all but the last synced
+        start = MIDNIGHT + timedelta(minutes=minute)
+        record = catalog.add_segment(
+            device_id="cam-01",
+            channel=1,
+            start=start,
+            end=start + timedelta(minutes=10),
+            size=1,
+            sha256="1" * 64,
+            video_codec="h264",
+        )
+        if minute < 590:
+            catalog.mark_synced(record.id, f"key-{minute}")
+    window = (MIDNIGHT - timedelta(hours=2), MIDNIGHT + timedelta(hours=10))
+    read: list[str] = []
+
+    def seen(connection: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        read.append(statement)
+
+    event.listen(catalog._engine, "before_cursor_execute", seen)
+    try:
+        found = catalog.coverages(*window, synced_only=True)[("cam-01", 1)]
+    finally:
+        event.remove(catalog._engine, "before_cursor_execute", seen)
+    assert not [statement for statement in read if "FROM segments" in statement], read
+    assert [(hole.start, hole.end) for hole in found.holes] == [
+        (window[0], MIDNIGHT),
+        (MIDNIGHT + timedelta(minutes=590), window[1]),
+    ]
+    assert found == catalog.coverages(*window, synced_only=True, exact=True)[("cam-01", 1)]
+
+
 def test_the_migration_backfills_the_summary_from_the_segments(
     catalog: Catalog,
     database: Engine,
@@ -273,6 +335,8 @@ def test_the_migration_backfills_the_summary_from_the_segments(
     command.downgrade(config, "0002")
     command.upgrade(config, "head")
     assert summary(database) == kept
+    # Migration 0004 finds every day's central span.
+    assert stored_days(database) == recomputed_days(database)
 
 
 def test_hubs_syncing_one_day_at_once_lose_no_increment(database_url: str, database: Engine) -> None:  # noqa: F811

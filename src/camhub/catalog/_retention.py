@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import BigInteger, and_, literal, or_, select, tuple_
+from sqlalchemy import BigInteger, and_, case, literal, null, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -50,14 +50,18 @@ def count_central(session: Session, row: SegmentRow, sign: int) -> None:
 
     Called in the transaction of the change, once per change of :func:`in_central`. Each UTC day
     the segment touches gets its own part; ``INSERT … ON CONFLICT DO UPDATE SET x = x + d`` so that
-    concurrent writers of one day add up instead of overwriting each other.
+    concurrent writers of one day add up instead of overwriting each other. The day's central span
+    (``first_us``, ``last_us``) widens to take an added part in (or starts with it, in a day that
+    had none); a part taken away at either end of it leaves the span unknown (NULL): the coverage
+    report then measures that day from the segments.
     """
     start, end = to_micros(row.start), to_micros(row.end)
     backfill = row.source is SegmentSource.BACKFILL
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     day = start - start % DAY_US
     while day < end:
-        piece = sign * (min(end, day + DAY_US) - max(start, day))
+        first, last = max(start, day), min(end, day + DAY_US)
+        piece = sign * (last - first)
         statement = insert(CoverageDayRow).values(
             device_id=row.device_id,
             channel=row.channel,
@@ -65,8 +69,32 @@ def count_central(session: Session, row: SegmentRow, sign: int) -> None:
             central_us=piece,
             backfilled_us=piece if backfill else 0,
             segments=sign,
+            first_us=first,
+            last_us=last,
         )
         added = statement.excluded
+        known = CoverageDayRow.segments > 0
+        if sign > 0:
+            span = {
+                "first_us": case(
+                    (~known, added.first_us),
+                    (CoverageDayRow.first_us > added.first_us, added.first_us),
+                    else_=CoverageDayRow.first_us,
+                ),
+                "last_us": case(
+                    (~known, added.last_us),
+                    (CoverageDayRow.last_us < added.last_us, added.last_us),
+                    else_=CoverageDayRow.last_us,
+                ),
+            }
+        else:
+            at_an_end = or_(
+                CoverageDayRow.first_us >= added.first_us, CoverageDayRow.last_us <= added.last_us
+            )
+            span = {
+                "first_us": case((at_an_end, null()), else_=CoverageDayRow.first_us),
+                "last_us": case((at_an_end, null()), else_=CoverageDayRow.last_us),
+            }
         session.execute(
             statement.on_conflict_do_update(
                 index_elements=[CoverageDayRow.device_id, CoverageDayRow.channel, CoverageDayRow.day_us],
@@ -74,6 +102,7 @@ def count_central(session: Session, row: SegmentRow, sign: int) -> None:
                     "central_us": CoverageDayRow.central_us + added.central_us,
                     "backfilled_us": CoverageDayRow.backfilled_us + added.backfilled_us,
                     "segments": CoverageDayRow.segments + added.segments,
+                    **span,
                 },
             )
         )
@@ -81,7 +110,7 @@ def count_central(session: Session, row: SegmentRow, sign: int) -> None:
 
 
 def _converter(cls: type[Any]) -> Callable[[Any], Any]:
-    names = tuple(field.name for field in attrs.fields(cls))
+    names: tuple[str, ...] = getattr(cls, "_fields", None) or tuple(field.name for field in attrs.fields(cls))
     return lambda row: cls(**{name: getattr(row, name) for name in names})
 
 

@@ -6,11 +6,15 @@ UTC; see :mod:`camhub.catalog._types`) so that anyone reading the database with 
 
 Index choices, each serving one query of :class:`~camhub.catalog.Catalog`:
 
-- ``ix_segments_channel_span (device_id, channel, start_us, end_us)``: segments of one channel
-  overlapping ``[a, b)``. A segment is at most :data:`MAX_SEGMENT_DURATION` long, so the query
-  asks ``start_us >= a - MAX AND start_us < b AND end_us > a``: a bounded range scan of the index,
-  whatever the channel's history (a plain ``start_us < b`` would scan back to its first segment).
-  ``end_us`` in the index makes coverage an index-only scan.
+- ``ix_segments_channel_span (device_id, channel, start_us, end_us, …every other column)``:
+  segments of one channel overlapping ``[a, b)``. A segment is at most
+  :data:`MAX_SEGMENT_DURATION` long, so the query asks ``start_us >= a - MAX AND start_us < b AND
+  end_us > a``: a bounded range scan of the index, whatever the channel's history (a plain
+  ``start_us < b`` would scan back to its first segment). The index holds every column (migration
+  0004): a hub writes every channel's minute together, so a channel-day's 1,440 rows lie on 1,440
+  table pages, while in the index they lie together, and every read by channel — a channel-day,
+  coverage — is an index-only scan. It costs the table's size again on disk; the channel's rows
+  are what is read most.
 - ``ix_segments_unsynced (start_us) WHERE sync_state <> 'synced'``: the uploader's queue, oldest
   first; partial, so it holds only the backlog, not the millions of synced rows.
 - ``uq_segments_storage_key``: one catalog row per central object.
@@ -135,13 +139,41 @@ class ChannelRow(Base):
 _CHANNEL_FK = ("device_id", "channel"), ("channels.device_id", "channels.channel")
 
 
+#: ``ix_segments_channel_span``: a channel's segments by time, and every other column after them,
+#: so that the index holds the rows themselves in channel order (see the module's notes).
+_CHANNEL_SPAN_COLUMNS = (
+    "device_id",
+    "channel",
+    "start_us",
+    "end_us",
+    "id",
+    "duration_us",
+    "bytes",
+    "sha256",
+    "video_codec",
+    "audio_codec",
+    "audio_source_codec",
+    "container",
+    "local_path",
+    "storage_key",
+    "sync_state",
+    "synced_at_us",
+    "sync_failures",
+    "sync_error",
+    "source",
+    "backfill_source",
+    "created_at_us",
+    "central_deleted_at_us",
+)
+
+
 class SegmentRow(Base):
     __tablename__ = "segments"
     __table_args__: Any = (
         ForeignKeyConstraint(*_CHANNEL_FK),
         CheckConstraint("end_us > start_us", name="positive_span"),
         CheckConstraint("bytes >= 0", name="size"),
-        Index("ix_segments_channel_span", "device_id", "channel", "start_us", "end_us"),
+        Index("ix_segments_channel_span", *_CHANNEL_SPAN_COLUMNS),
         Index(
             "ix_segments_unsynced",
             "start_us",
@@ -211,6 +243,11 @@ class CoverageDayRow(Base):
     central_us: Mapped[int] = mapped_column(BigInteger)
     backfilled_us: Mapped[int] = mapped_column(BigInteger)
     segments: Mapped[int] = mapped_column(Integer)
+    # The earliest start and the latest end of the day's central parts (migration 0004); NULL when
+    # not known (a segment at either end left the central store since). A day of live segments
+    # whose central_us is last_us - first_us is covered from first_us to last_us, no hole between.
+    first_us: Mapped[int | None] = mapped_column(BigInteger)
+    last_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class GapRow(Base):
