@@ -201,10 +201,20 @@ class LeaseCatalog:
 
     def _set_expiry(self, holder: str, leases: Iterable[LeaseRecord], expires_us: Any) -> list[LeaseRecord]:
         """Move the expiry of those of ``leases`` that ``holder`` still holds, live, under their token."""
-        wanted = [(lease.device_id, lease.channel, lease.token) for lease in leases]
+        wanted = sorted((lease.device_id, lease.channel, lease.token) for lease in leases)
         changed: list[LeaseRecord] = []
         with self._writing() as session:
             for chunk in _chunks(wanted):
+                if not self._sqlite:
+                    # Rows locked in (device, channel) order, as acquire_leases takes them: an
+                    # UPDATE alone locks them in the order it finds them, and a hub claiming two
+                    # of them in the other order would deadlock with it.
+                    session.execute(
+                        select(_LEASES.c.token)
+                        .where(tuple_(_LEASES.c.device_id, _LEASES.c.channel, _LEASES.c.token).in_(chunk))
+                        .order_by(_LEASES.c.device_id, _LEASES.c.channel)
+                        .with_for_update()
+                    )
                 statement = (
                     update(_LEASES)
                     .where(
@@ -320,6 +330,12 @@ class _SessionAnnouncement:
             connection.close()
 
     def close(self) -> None:
+        # Unnamed first: the backend's exit after the connection closes is asynchronous, and
+        # until then pg_stat_activity would still show the hub to others.
+        if self._connection is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self._connection.execute(select(func.set_config("application_name", "", False)))
+                self._connection.commit()
         self._drop()
 
 
