@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +25,9 @@ from sqlalchemy import create_engine, make_url, text
 
 from camhub.catalog import (
     Catalog,
+    DeletionRecord,
     HoldKind,
+    HoldRecord,
     InvalidChange,
     NotInCatalog,
     SegmentRecord,
@@ -152,6 +157,58 @@ def test_holds_need_a_reason_and_release_once(site: Site) -> None:
     assert [h.id for h in catalog.holds()] == [export.id]
     assert [h.id for h in catalog.holds(active_only=False)] == [incident.id, export.id]
     assert catalog.hold(incident.id) == released
+
+
+def test_a_hold_placed_while_a_copy_is_deleted_is_never_missed(site: Site) -> None:
+    """Check, delete and record are one transaction that a new hold on the device waits for."""
+    deleting, placed_first = site.segment(NOW - 10 * DAY), site.segment(NOW - 10 * DAY + MINUTE)
+    assert deleting.local_path is not None and placed_first.local_path is not None
+
+    def keep(segment: SegmentRecord, holds: list[HoldRecord]) -> str | None:
+        return protection(segment, StorageTier.LOCAL, holds, now=NOW, keep_for=timedelta(0))
+
+    started, proceed = threading.Event(), threading.Event()
+
+    def remove(location: str) -> None:
+        started.set()
+        assert proceed.wait(10)
+        Path(location).unlink()
+
+    def place_hold() -> HoldRecord:
+        assert started.wait(10)
+        return site.catalog.add_hold(
+            DEVICE, 1, deleting.start, deleting.end, kind=HoldKind.INCIDENT, reason="incident 7", by="an"
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        deletion = pool.submit(
+            site.catalog.delete_copy,
+            deleting.id,
+            StorageTier.LOCAL,
+            keep=keep,
+            remove=remove,
+            rule="r",
+            by="b",
+        )
+        hold = pool.submit(place_hold)
+        assert started.wait(10)
+        time.sleep(0.5)
+        assert not hold.done()  # the hold waits for the deletion under way
+        proceed.set()
+        record = deletion.result(10)
+        placed = hold.result(10)
+    assert isinstance(record, DeletionRecord) and record.deleted_at <= placed.created_at
+    assert not Path(deleting.local_path).exists()
+    # A hold placed before the deletion's transaction is seen by its check: nothing is removed.
+    site.catalog.add_hold(
+        DEVICE, 1, placed_first.start, placed_first.end, kind=HoldKind.EXPORT, reason="e", by="an"
+    )
+    outcome = site.catalog.delete_copy(
+        placed_first.id, StorageTier.LOCAL, keep=keep, remove=remove, rule="r", by="b"
+    )
+    assert isinstance(outcome, str) and outcome.startswith("held")
+    assert Path(placed_first.local_path).exists()
+    assert site.catalog.segment(placed_first.id) == placed_first
 
 
 def test_the_row_goes_when_no_copy_is_left_and_the_audit_keeps_it(site: Site) -> None:

@@ -42,8 +42,6 @@ import attrs
 from camhub.catalog import (
     HoldKind,
     HoldRecord,
-    InvalidChange,
-    NotInCatalog,
     SegmentRecord,
     StorageTier,
     SyncState,
@@ -397,21 +395,16 @@ class Retention:
     def _delete(
         self, segment_id: int, tier: StorageTier, keep_for: timedelta, rule: str, report: RetentionReport
     ) -> None:
-        # The double check: a fresh read of the segment and its holds, right before the delete.
-        segment = self.catalog.segment(segment_id)
-        if segment is None:
-            return
-        holds = self.catalog.holds(
-            device_id=segment.device_id, channel=segment.channel, start=segment.start, end=segment.end
-        )
-        reason = protection(segment, tier, holds, now=report.started, keep_for=keep_for)
-        if reason is not None:
-            report.kept[reason] += 1
-            return
-        location = segment.local_path if tier is StorageTier.LOCAL else segment.storage_key
-        assert location is not None  # protection() said the copy exists
+        checked: list[SegmentRecord] = []
+
+        def keep(segment: SegmentRecord, holds: list[HoldRecord]) -> str | None:
+            # The double check: the segment and its holds read again, right before the delete.
+            checked.append(segment)
+            return protection(segment, tier, holds, now=report.started, keep_for=keep_for)
 
         def act(outcome: str, detail: str = "") -> None:
+            segment = checked[-1]
+            location = segment.local_path if tier is StorageTier.LOCAL else segment.storage_key
             report.actions.append(
                 Action(
                     outcome=outcome,
@@ -421,7 +414,7 @@ class Retention:
                     channel=segment.channel,
                     start=segment.start,
                     end=segment.end,
-                    location=location,
+                    location=location or "",
                     size=segment.size,
                     rule=rule,
                     detail=detail,
@@ -429,34 +422,51 @@ class Retention:
             )
 
         if report.dry_run:
-            act(WOULD_DELETE)
-            return
-        detail = ""
-        if tier is StorageTier.LOCAL:
-            try:
-                Path(location).unlink()
-            except FileNotFoundError:
-                # Not in this hub's spool (another hub's, with a shared catalog, or another working
-                # folder): that hub's retention deletes it; here the catalog is left as it is.
-                report.kept["local file not found here"] += 1
+            segment = self.catalog.segment(segment_id)
+            if segment is None:
                 return
-        else:
+            holds = self.catalog.holds(
+                device_id=segment.device_id, channel=segment.channel, start=segment.start, end=segment.end
+            )
+            reason = keep(segment, holds)
+            if reason is None:
+                act(WOULD_DELETE)
+            else:
+                report.kept[reason] += 1
+            return
+        details: list[str] = []
+
+        def remove(location: str) -> None:
+            if tier is StorageTier.LOCAL:
+                Path(location).unlink()  # FileNotFoundError: see below
+                return
             assert self.storage is not None
             try:
                 self.storage.delete(location)
-            except ObjectLocked as exc:
-                act(REFUSED, str(exc))
-                return
             except ObjectNotFound:
-                detail = "the store no longer had it"
+                details.append("the store no longer had it")
+            except ObjectLocked:
+                raise
             except StorageError as exc:
                 raise _StoreDown(f"the central store failed to delete {location!r}: {exc}") from exc
+
         try:
-            self.catalog.record_deletion(segment.id, tier, location=location, rule=rule, by=self.by)
-        except (InvalidChange, NotInCatalog):  # another pass (another hub) recorded it first
-            report.kept["deleted meanwhile by another pass"] += 1
+            # A hold placed meanwhile either is seen by keep() or waits until the deletion is done.
+            outcome = self.catalog.delete_copy(
+                segment_id, tier, keep=keep, remove=remove, rule=rule, by=self.by
+            )
+        except FileNotFoundError:
+            # Not in this hub's spool (another hub's, with a shared catalog, or another working
+            # folder): that hub's retention deletes it; here the catalog is left as it is.
+            report.kept["local file not found here"] += 1
             return
-        act(DELETED, detail)
+        except ObjectLocked as exc:
+            act(REFUSED, str(exc))
+            return
+        if isinstance(outcome, str):
+            report.kept[outcome] += 1
+        elif outcome is not None:
+            act(DELETED, "".join(details))
 
     # -- holds -----------------------------------------------------------------------------------
     def add_hold(

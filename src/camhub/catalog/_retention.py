@@ -119,6 +119,43 @@ _deletion: Callable[[DeletionRow], DeletionRecord] = _converter(DeletionRecord)
 _segment: Callable[[SegmentRow], SegmentRecord] = _converter(SegmentRecord)
 
 
+def _forget_copy(
+    session: Session, row: SegmentRow, tier: StorageTier, location: str, rule: str, by: str, when: datetime
+) -> DeletionRecord:
+    """In ``session``: the segment forgets its ``tier`` copy at ``location`` (its row goes with the
+    last copy), and the deletion is audited."""
+    if tier is StorageTier.LOCAL:
+        if row.local_path != location:
+            raise InvalidChange(f"segment {row.id} has no local copy at {location!r}")
+        row.local_path = None
+    else:
+        if row.storage_key != location or row.central_deleted_at is not None:
+            raise InvalidChange(f"segment {row.id} has no central copy under {location!r}")
+        if in_central(row):
+            count_central(session, row, -1)
+        row.central_deleted_at = when
+    audit = DeletionRow(
+        segment_id=row.id,
+        device_id=row.device_id,
+        channel=row.channel,
+        start=row.start,
+        end=row.end,
+        tier=tier,
+        location=location,
+        sha256=row.sha256,
+        size=row.size,
+        rule=rule,
+        deleted_at=when,
+        deleted_by=by,
+    )
+    session.add(audit)
+    central_left = row.storage_key is not None and row.central_deleted_at is None
+    if row.local_path is None and not central_left:
+        session.delete(row)
+    session.flush()
+    return _deletion(audit)
+
+
 class RetentionCatalog:
     """Holds, deletions and retention candidates (methods of :class:`~camhub.catalog.Catalog`)."""
 
@@ -162,7 +199,8 @@ class RetentionCatalog:
             raise ValueError(f"a hold must end after it starts: [{a.isoformat()}, {b.isoformat()})")
         when = utc(at, "at") if at is not None else self._clock()
         with self._writing() as session:
-            if session.get(DeviceRow, device_id) is None:
+            # Locked: a deletion in progress on the device (delete_copy) ends before the hold exists.
+            if session.get(DeviceRow, device_id, with_for_update=True) is None:
                 raise NotInCatalog(f"device {device_id!r} is not in the catalog")
             row = HoldRow(
                 device_id=device_id,
@@ -308,6 +346,7 @@ class RetentionCatalog:
         The segment forgets that copy (``local_path`` becomes ``None``, or ``central_deleted_at`` is
         set); when no copy is left, its row is removed: the audit row keeps what it was (device,
         channel, span, SHA-256, size), and coverage no longer counts footage that is gone.
+        Retention deletes through :meth:`delete_copy`, which also rules out a hold placed meanwhile.
 
         :param location: the local path or the storage key deleted (must be the segment's own).
         :param rule: the policy that allowed it, e.g. ``central_days=30``.
@@ -320,36 +359,57 @@ class RetentionCatalog:
             row = session.get(SegmentRow, segment_id, with_for_update=True)
             if row is None:
                 raise NotInCatalog(f"segment {segment_id} is not in the catalog")
-            if tier is StorageTier.LOCAL:
-                if row.local_path != location:
-                    raise InvalidChange(f"segment {segment_id} has no local copy at {location!r}")
-                row.local_path = None
-            else:
-                if row.storage_key != location or row.central_deleted_at is not None:
-                    raise InvalidChange(f"segment {segment_id} has no central copy under {location!r}")
-                if in_central(row):
-                    count_central(session, row, -1)
-                row.central_deleted_at = when
-            audit = DeletionRow(
-                segment_id=row.id,
-                device_id=row.device_id,
-                channel=row.channel,
-                start=row.start,
-                end=row.end,
-                tier=tier,
-                location=location,
-                sha256=row.sha256,
-                size=row.size,
-                rule=rule,
-                deleted_at=when,
-                deleted_by=by,
+            return _forget_copy(session, row, tier, location, rule, by, when)
+
+    def delete_copy(
+        self,
+        segment_id: int,
+        tier: StorageTier,
+        *,
+        keep: Callable[[SegmentRecord, list[HoldRecord]], str | None],
+        remove: Callable[[str], None],
+        rule: str,
+        by: str,
+        at: datetime | None = None,
+    ) -> DeletionRecord | str | None:
+        """Delete the ``tier`` copy of a segment and record it, with no hold placed in between.
+
+        One write transaction: the segment's device is locked (:meth:`add_hold` takes the same
+        lock, so no hold on it is placed until this ends), the segment and the active holds over
+        it are read again, and ``keep(segment, holds)`` decides: a reason to keep the copy is
+        returned as it is, and nothing is deleted. Otherwise ``remove(location)`` deletes the copy
+        (the local path or the storage key); if it raises, nothing is recorded and the exception
+        propagates. Then the deletion is recorded as by :meth:`record_deletion`.
+
+        :returns: the deletion's audit record; ``keep``'s reason; or ``None`` when the segment is
+            no longer in the catalog.
+        """
+        when = utc(at, "at") if at is not None else self._clock()
+        with self._writing() as session:
+            found = session.get(SegmentRow, segment_id)
+            if found is None:
+                return None
+            session.get(DeviceRow, found.device_id, with_for_update=True)
+            row = session.get(SegmentRow, segment_id, with_for_update=True, populate_existing=True)
+            if row is None:
+                return None
+            holds = session.scalars(
+                select(HoldRow).where(
+                    HoldRow.released_at.is_(None),
+                    HoldRow.device_id == row.device_id,
+                    or_(HoldRow.channel.is_(None), HoldRow.channel == row.channel),
+                    HoldRow.start < row.end,
+                    HoldRow.end > row.start,
+                )
             )
-            session.add(audit)
-            central_left = row.storage_key is not None and row.central_deleted_at is None
-            if row.local_path is None and not central_left:
-                session.delete(row)
-            session.flush()
-            return _deletion(audit)
+            reason = keep(_segment(row), [_hold(hold) for hold in holds])
+            if reason is not None:
+                return reason
+            location = row.local_path if tier is StorageTier.LOCAL else row.storage_key
+            if location is None:
+                raise InvalidChange(f"segment {segment_id} has no {tier.value} copy")
+            remove(location)
+            return _forget_copy(session, row, tier, location, rule, by, when)
 
     def deletions(
         self,
