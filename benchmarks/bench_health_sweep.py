@@ -208,8 +208,9 @@ def client_pool(kind: str, max_connections: int) -> Any:
     Every kind gives the adapters one shared ``httpx.AsyncClient``, as camhub does; only the
     transport under it differs, so the adapters see no difference.
 
-    - ``pool``: ``ClientPool`` as it is: a small httpcore connection pool per device
-      (:class:`~camhub.devices.DevicePoolTransport`), ``max_connections`` per device.
+    - ``pool``: ``ClientPool`` as it is: camhub's HTTP/1.1 transport with a small connection
+      pool per device (:class:`~camhub.devices.DevicePoolTransport`), ``max_connections`` per
+      device.
     - ``aiohttp-transport``: the alternative measured beside it, a sketch: a transport sending
       each request with one ``aiohttp.ClientSession`` (its connector looks connections up by
       host; at most ``max_connections`` in all) under the same :class:`~camhub.devices.DeviceClient`;

@@ -298,6 +298,43 @@ def test_an_abandoned_answer_frees_its_connection() -> None:
     asyncio.run(scenario())
 
 
+def test_requests_cancelled_while_waiting_or_reading_free_their_connection() -> None:
+    """A caller's deadline (``asyncio.timeout``, as ``DeviceHTTP`` uses) may cancel a request
+    while it waits for the device's one connection or for the answer: the slot must come back."""
+    release = asyncio.Event()
+
+    async def handler(peer: Peer, number: int) -> None:
+        while (request := await peer.request()) is not None:
+            if b"/hold" in request[0]:  # the head at once, the body when released
+                await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+                await release.wait()
+                await peer.send(b"ok")
+            else:
+                await peer.send(ok())
+
+    async def scenario() -> None:
+        async with ClientPool(connections_per_device=1) as pool, serve(handler) as (url, server):
+            client = pool.client()
+            async with client.stream("GET", f"{url}/hold") as held:  # the one connection
+                for _ in range(3):
+                    with pytest.raises(TimeoutError):
+                        async with asyncio.timeout(0.1):
+                            await client.get(f"{url}/queued")  # waits for the connection
+                release.set()
+                await held.aread()
+            release.clear()
+            for _ in range(3):
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.1):
+                        await client.get(f"{url}/hold")  # cancelled while reading the answer
+                release.set()
+                release.clear()
+            assert (await client.get(f"{url}/after", timeout=2.0)).content == b"ok"
+            assert server.connections == 4  # an answer cut short is never read on from
+
+    asyncio.run(scenario())
+
+
 def test_a_line_break_smuggled_into_a_header_is_refused() -> None:
     async def scenario() -> None:
         async with ClientPool() as pool, serve(answering(ok())) as (url, server):

@@ -370,7 +370,7 @@ class _DevicePool:
         finally:
             if timer is not None:
                 timer.cancel()
-            if not waiter.done() or not waiter.result():
+            if not waiter.done() or waiter.cancelled() or not waiter.result():  # still queued
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
         if not woken:
@@ -427,7 +427,8 @@ class _DevicePool:
         self.open -= 1
         self._wake()
 
-    def aclose(self) -> None:
+    def shut(self) -> None:
+        """Close the idle connections; those in use close when their answer ends."""
         self.closing = True
         for connection in list(self.idle):
             self.close(connection)
@@ -598,7 +599,7 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
         pools = list(self._pools.values())
         self._pools.clear()
         for pool in pools:
-            pool.aclose()
+            pool.shut()
 
 
 class _Unlearned(httpx.Cookies):
