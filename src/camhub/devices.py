@@ -2,9 +2,10 @@
 
 :func:`open_adapter` builds the adapter the device's ``vendor`` names, with its account from the
 province's ``credentials`` and an HTTP client from a :class:`ClientPool`. The pool gives every
-adapter the same ``httpx.AsyncClient`` (one per TLS-verification setting) and, under it, one small
-connection pool per device; it ignores proxy environment variables: devices sit on site
-networks, and a proxy must never see their traffic or credentials by accident.
+adapter the same ``httpx.AsyncClient`` (one per TLS-verification setting) and, under it,
+camhub's own HTTP/1.1 transport (:class:`DevicePoolTransport`) with one small connection pool per
+device; it ignores proxy environment variables: devices sit on site networks, and a proxy must
+never see their traffic or credentials by accident.
 """
 
 from __future__ import annotations
@@ -508,12 +509,10 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
             pool = self.pool_for(url.raw_scheme, url.raw_host, url.port)
         timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
         head = _request_head(request)
-        stream = request.stream
-        replayable = isinstance(stream, httpx.ByteStream)
-        if replayable:
-            body = request.content
-            if len(body) < _CORK_LIMIT:
-                head, body = head + body, b""
+        replayable = isinstance(request.stream, httpx.ByteStream)  # a body in memory, not a stream
+        body = request.content if replayable else b""
+        if len(body) < _CORK_LIMIT:
+            head, body = head + body, b""
         retry = replayable and request.method in _IDEMPOTENT
         while True:
             connection = await pool.acquire(timeouts.get("pool"))
