@@ -371,6 +371,26 @@ def test_overlap_queries_at_the_edges(catalog: Catalog) -> None:
     assert ids(at(50), at(70)) == [first.id, backfilled.id, second.id]
 
 
+def test_a_recorder_start_closes_gaps_left_open_and_says_since_when_nothing_was_recorded(
+    catalog: Catalog,
+) -> None:
+    add_camera(catalog, channels=2)
+    assert catalog.recording_starts("cam-01", 1, at(0)) is None  # never recorded
+    add(catalog, 0, 60)
+    add(catalog, 60, 120)
+    assert catalog.recording_starts("cam-01", 1, at(500)) == at(120)  # the latest segment's end
+    # A hub killed during an outage left its gap open: it ends where the new recorder starts.
+    left_open = catalog.open_gap("cam-01", 1, at(120), GapCause.UNREACHABLE)
+    assert catalog.recording_starts("cam-01", 1, at(900)) == at(900)
+    closed = catalog.gap(left_open)
+    assert closed is not None and (closed.end, closed.closed_by) == (at(900), "hub restarted")
+    assert catalog.open_gaps() == []
+    # Only that channel's.
+    other = catalog.open_gap("cam-01", 2, at(50), GapCause.STALL)
+    assert catalog.recording_starts("cam-01", 1, at(1000)) == at(900)
+    assert [g.id for g in catalog.open_gaps()] == [other]
+
+
 def test_gaps_open_and_close(catalog: Catalog) -> None:
     add_camera(catalog)
     stall = catalog.open_gap("cam-01", 1, at(60), GapCause.STALL, "không nhận được gói tin trong 10 giây")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -145,6 +146,19 @@ def test_kill_9_then_restart_recovers_and_catalog_matches_disk(peer: GstRtspServ
         catalogued = {
             str(s.local_path) for ch in (1, 2, 3) for s in catalog.segments("enc-1", ch, _epoch(), _far())
         }
+        for channel in (1, 2, 3):
+            # Every second accounted for: the time no hub ran is a gap of its own, between the
+            # killed run's last (recovered) segment and the restarted run's first.
+            segments = catalog.segments("enc-1", channel, _epoch(), _far())
+            gaps = catalog.gaps("enc-1", channel, _epoch(), _far())
+            (down,) = [gap for gap in gaps if gap.detail == "not recorded: no recorder was running"]
+            assert down.cause is GapCause.OTHER and down.closed_by == "recording started"
+            closed = [(g.start, g.end) for g in gaps if g.end is not None]
+            assert len(closed) == len(gaps)
+            pieces = sorted([(s.start, s.end) for s in segments] + closed)
+            assert down.start in {end for _, end in pieces} and down.end in {start for start, _ in pieces}
+            for (_, end), (start, _) in itertools.pairwise(pieces):
+                assert abs((start - end).total_seconds()) < 0.05, pieces
     assert on_disk == catalogued, "the catalog and the disk agree"
     for path in on_disk:  # every segment, the recovered ones too, decodes
         with av.open(path) as container:

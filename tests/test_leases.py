@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from test_catalog import DIGEST, add_camera, catalog, database_url
 from test_device_cli import write_province
 
-from camhub.catalog import Catalog, LeaseLost, LeaseRecord
+from camhub.catalog import Catalog, GapCause, LeaseLost, LeaseRecord
 from camhub.hub import _Sink
 from camhub.leases import Fence, FencedCallbacks, LeaseKeeper, LeaseSettings, holder_name, share_out
 from camhub.recorder import ChannelKey, SealedSegment
@@ -543,6 +543,12 @@ def test_two_hubs_share_the_channels_and_a_killed_ones_move_without_overlap(
                 assert first - killed < (PERIOD + 2.5) * SECOND, (channel, first, killed)
                 last_of_a = max(s.end for s in recorded_by("a", channel, started))
                 assert last_of_a <= first
+                # The handover itself is accounted for: a gap from a's last segment on.
+                handover = [g for g in catalog.gaps(*channel, last_of_a, first) if g.start == last_of_a]
+                assert [(g.cause, g.detail) for g in handover] == [
+                    (GapCause.OTHER, "not recorded: no recorder was running")
+                ], catalog.gaps(*channel, last_of_a, first)
+                assert handover[0].end is not None and handover[0].end <= first
     finally:
         for hub in (a, b):
             if hub.poll() is None:

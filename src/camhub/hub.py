@@ -100,6 +100,10 @@ class HubSettings:
         return self.data_dir / "spool"
 
 
+#: A span no recorder accounts for (see ``_Sink.expect``) shorter than this is a start-up's own delay.
+_UNACCOUNTED_MIN = timedelta(seconds=1)
+
+
 class _Sink:
     """Recorder callbacks into the catalog and the status board; called from recorder threads."""
 
@@ -112,7 +116,34 @@ class _Sink:
         self.board: dict[ChannelKey, dict[str, Any]] = {}
         #: Called (from the recorder's thread) after a gap closed.
         self.on_gap_closed: Callable[[ChannelKey], None] | None = None
+        # Per channel whose recorder started: when, until its first segment or gap (see expect()).
+        self._starting: dict[ChannelKey, datetime] = {}
         self._log = get_logger(__name__)
+
+    def expect(self, key: ChannelKey, at: datetime) -> None:
+        """A recorder of ``key`` starts at ``at``. At its first segment or gap, the span since the
+        channel's latest segment or gap in the catalog, when no recorder was running (a hub
+        stopped, restarted or handed the channel over), becomes a gap of its own; gaps a stopped
+        hub left open end at ``at`` (:meth:`Catalog.recording_starts`). Done then, in the recorder's
+        thread, not here on the hub's loop."""
+        self._starting[key] = at
+
+    def _account(self, key: ChannelKey, until: datetime) -> None:
+        from camhub.catalog import CatalogError
+
+        started = self._starting.pop(key, None)
+        if started is None:
+            return
+        try:
+            since = self.catalog.recording_starts(key.device_id, key.channel, started)
+            if since is None or until - since < _UNACCOUNTED_MIN:
+                return
+            gap_id = self.catalog.open_gap(
+                key.device_id, key.channel, since, GapCause.OTHER, "not recorded: no recorder was running"
+            )
+            self.catalog.close_gap(gap_id, until, closed_by="recording started")
+        except CatalogError as exc:  # the segment or gap at hand matters more: carry on with it
+            self._log.warning("unaccounted_span_not_recorded", channel=str(key), error=str(exc))
 
     def _entry(self, key: ChannelKey) -> dict[str, Any]:
         return self.board.setdefault(
@@ -123,6 +154,7 @@ class _Sink:
         """Catalogue a sealed segment; under a lease (``fence``), only while the lease is still ours."""
         from camhub.catalog import LeaseLost
 
+        self._account(segment.key, segment.start)
         try:
             record = self.catalog.add_segment(**segment.catalog_fields(), lease=fence)
         except LeaseLost as exc:
@@ -138,6 +170,7 @@ class _Sink:
         self.on_sealed(record)
 
     def gap_opened(self, key: ChannelKey, start: datetime, cause: GapCause, detail: str) -> None:
+        self._account(key, start)
         gap_id = self.catalog.open_gap(key.device_id, key.channel, start, cause, detail)
         with self._lock:
             self._open_gaps[key] = (gap_id, start)
@@ -148,11 +181,17 @@ class _Sink:
             gap = self._open_gaps.pop(key, None)
             self._entry(key)["gap"] = None
         if gap is not None:
+            from camhub.catalog import InvalidChange
+
             gap_id, start = gap
-            # A reconnect within the same microsecond still leaves a (tiny) gap: end after start.
-            self.catalog.close_gap(
-                gap_id, max(end, start + timedelta(microseconds=1)), closed_by="reconnected"
-            )
+            try:
+                # A reconnect within the same microsecond still leaves a (tiny) gap: end after start.
+                self.catalog.close_gap(
+                    gap_id, max(end, start + timedelta(microseconds=1)), closed_by="reconnected"
+                )
+            except InvalidChange as exc:  # closed already by a hub that took the channel over
+                self._log.info("gap_closed_elsewhere", channel=str(key), detail=str(exc))
+                return
             if self.on_gap_closed is not None:
                 self.on_gap_closed(key)
 
@@ -431,6 +470,7 @@ class Hub:
             adapter = open_adapter(self.province, device.id, self.host, pool)
             self._adapters[device.id] = adapter
         key = ChannelKey(device.id, channel)
+        self.sink.expect(key, datetime.now(UTC))
         resolver = _StreamResolver(adapter, channel, self._call)
         recorder = ChannelRecorder(
             key,

@@ -846,6 +846,39 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             session.flush()
             return _gap(row)
 
+    def recording_starts(self, device_id: str, channel: int, at: datetime) -> datetime | None:
+        """A recorder of the channel starts at ``at``: close the gaps a stopped hub left open, and say
+        until when the channel is accounted for.
+
+        A gap still open was opened by a hub that stopped without closing it (killed, or a machine
+        that went down) or that lost the channel's lease; it ends at ``at`` (``closed_by`` ``hub
+        restarted``).
+
+        :returns: the end of the channel's latest segment or gap (both ending by ``at``), from where
+            nothing was recorded until the new recorder's first segment or gap; ``None`` for a
+            channel never recorded.
+        """
+        when = utc(at, "at")
+        with self._writing() as session:
+            for row in session.scalars(
+                select(GapRow)
+                .where(GapRow.device_id == device_id, GapRow.channel == channel, GapRow.end.is_(None))
+                .with_for_update()
+            ):
+                row.end, row.closed_by = max(when, row.start + _US), "hub restarted"
+            session.flush()
+            ends = [
+                session.scalar(
+                    select(type_coerce(table.end, BigInteger))
+                    .where(table.device_id == device_id, table.channel == channel)
+                    .order_by(table.start.desc())
+                    .limit(1)
+                )
+                for table in (SegmentRow, GapRow)  # the latest to start ends last: none overlap
+            ]
+        known = [end for end in ends if end is not None]
+        return from_micros(min(max(known), to_micros(when))) if known else None
+
     def gap(self, gap_id: int) -> GapRecord | None:
         """The gap, or ``None`` when there is none with this id."""
         with self._reading() as session:
