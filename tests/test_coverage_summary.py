@@ -23,7 +23,15 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from test_catalog import add_camera, database_url  # noqa: F401 (a fixture)
 
-from camhub.catalog import Catalog, InvalidChange, SegmentOverlap, SegmentSource, StorageTier, alembic_config
+from camhub.catalog import (
+    Catalog,
+    InvalidChange,
+    SegmentOverlap,
+    SegmentRecord,
+    SegmentSource,
+    StorageTier,
+    alembic_config,
+)
 from camhub.catalog._types import to_micros
 
 postgres_server = peers.postgres_server
@@ -73,6 +81,18 @@ def database(catalog: Catalog, database_url: str) -> Iterator[Engine]:  # noqa: 
     plain.dispose()
 
 
+def segment(catalog: Catalog, start: datetime, length: timedelta, **extra: Any) -> SegmentRecord:
+    """A segment of cam-01 (channel 1 unless ``channel`` is given)."""
+    return catalog.add_segment(
+        **{"device_id": "cam-01", "channel": 1, **extra},
+        start=start,
+        end=start + length,
+        size=1,
+        sha256="1" * 64,
+        video_codec="h264",
+    )
+
+
 def record_days(catalog: Catalog, missing: set[int]) -> list[int]:
     """Two days of synced hour-long segments on each channel but the ``missing`` hours (0-95)."""
     ids: list[int] = []
@@ -80,14 +100,12 @@ def record_days(catalog: Catalog, missing: set[int]) -> list[int]:
         if hour not in missing:
             device, channel = CHANNELS[hour // 48]
             start = DAY_BEFORE + timedelta(hours=hour % 48)
-            record = catalog.add_segment(
+            record = segment(
+                catalog,
+                start,
+                timedelta(hours=1),
                 device_id=device,
                 channel=channel,
-                start=start,
-                end=start + timedelta(hours=1),
-                size=1,
-                sha256="1" * 64,
-                video_codec="h264",
                 local_path=f"/spool/{len(ids)}.mp4",
             )
             catalog.mark_synced(record.id, f"key-{record.id}")
@@ -244,15 +262,7 @@ def test_whole_days_come_from_the_summary_and_a_hole_across_midnight_is_one_hole
         start = day_before + timedelta(hours=hour)
         if start in (MIDNIGHT - timedelta(hours=1), MIDNIGHT):
             continue
-        record = catalog.add_segment(
-            device_id="cam-01",
-            channel=1,
-            start=start,
-            end=start + timedelta(hours=1),
-            size=1,
-            sha256="1" * 64,
-            video_codec="h264",
-        )
+        record = segment(catalog, start, timedelta(hours=1))
         catalog.mark_synced(record.id, f"key-{hour}")
     assert summary(database)[("cam-01", 1, to_micros(day_before))] == (23 * 3_600_000_000, 0, 23)
     found = catalog.coverages(day_before, MIDNIGHT + timedelta(days=1), synced_only=True)[("cam-01", 1)]
@@ -278,15 +288,7 @@ def test_a_day_recorded_up_to_now_is_settled_by_the_summary_alone(
     """Today, synced but for its last minutes: covered up to there without reading a segment."""
     for minute in range(0, 600, 10):  # 00:00-10:00 in ten-minute segments, all but the last synced
         start = MIDNIGHT + timedelta(minutes=minute)
-        record = catalog.add_segment(
-            device_id="cam-01",
-            channel=1,
-            start=start,
-            end=start + timedelta(minutes=10),
-            size=1,
-            sha256="1" * 64,
-            video_codec="h264",
-        )
+        record = segment(catalog, start, timedelta(minutes=10))
         if minute < 590:
             catalog.mark_synced(record.id, f"key-{minute}")
     window = (MIDNIGHT - timedelta(hours=2), MIDNIGHT + timedelta(hours=10))
