@@ -11,12 +11,15 @@ size of the catalog), and never decide anything: :func:`camhub.retention.protect
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import fcntl
+import os
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import BigInteger, and_, case, literal, null, or_, select, tuple_
+from sqlalchemy import URL, BigInteger, and_, case, literal, null, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -160,6 +163,8 @@ class RetentionCatalog:
     """Holds, deletions and retention candidates (methods of :class:`~camhub.catalog.Catalog`)."""
 
     _clock: Callable[[], datetime]
+    _sqlite: bool
+    _url: URL
 
     if TYPE_CHECKING:  # provided by Catalog
 
@@ -198,8 +203,8 @@ class RetentionCatalog:
         if b <= a:
             raise ValueError(f"a hold must end after it starts: [{a.isoformat()}, {b.isoformat()})")
         when = utc(at, "at") if at is not None else self._clock()
-        with self._writing() as session:
-            # Locked: a deletion in progress on the device (delete_copy) ends before the hold exists.
+        # Locked: a deletion in progress on the device (delete_copy) ends before the hold exists.
+        with self._holds_locked(), self._writing() as session:
             if session.get(DeviceRow, device_id, with_for_update=True) is None:
                 raise NotInCatalog(f"device {device_id!r} is not in the catalog")
             row = HoldRow(
@@ -374,42 +379,82 @@ class RetentionCatalog:
     ) -> DeletionRecord | str | None:
         """Delete the ``tier`` copy of a segment and record it, with no hold placed in between.
 
-        One write transaction: the segment's device is locked (:meth:`add_hold` takes the same
-        lock, so no hold on it is placed until this ends), the segment and the active holds over
-        it are read again, and ``keep(segment, holds)`` decides: a reason to keep the copy is
-        returned as it is, and nothing is deleted. Otherwise ``remove(location)`` deletes the copy
-        (the local path or the storage key); if it raises, nothing is recorded and the exception
-        propagates. Then the deletion is recorded as by :meth:`record_deletion`.
+        While it runs, :meth:`add_hold` on the segment's device waits: on PostgreSQL the device's
+        row is locked for one transaction; on SQLite a lock file beside the database is held
+        (its write lock would stop every recorder's writes while a central copy is deleted). The
+        segment and the active holds over it are read again, and ``keep(segment, holds)``
+        decides: a reason to keep the copy is returned as it is, and nothing is deleted.
+        Otherwise ``remove(location)`` deletes the copy (the local path or the storage key); if
+        it raises, nothing is recorded and the exception propagates. Then the deletion is
+        recorded as by :meth:`record_deletion`.
 
         :returns: the deletion's audit record; ``keep``'s reason; or ``None`` when the segment is
             no longer in the catalog.
         """
         when = utc(at, "at") if at is not None else self._clock()
-        with self._writing() as session:
+
+        def check(session: Session, lock: bool) -> tuple[SegmentRow, str] | str | None:
             found = session.get(SegmentRow, segment_id)
             if found is None:
                 return None
-            session.get(DeviceRow, found.device_id, with_for_update=True)
-            row = session.get(SegmentRow, segment_id, with_for_update=True, populate_existing=True)
-            if row is None:
-                return None
+            if lock:
+                session.get(DeviceRow, found.device_id, with_for_update=True)
+                locked = session.get(SegmentRow, segment_id, with_for_update=True, populate_existing=True)
+                if locked is None:
+                    return None
+                found = locked
             holds = session.scalars(
                 select(HoldRow).where(
                     HoldRow.released_at.is_(None),
-                    HoldRow.device_id == row.device_id,
-                    or_(HoldRow.channel.is_(None), HoldRow.channel == row.channel),
-                    HoldRow.start < row.end,
-                    HoldRow.end > row.start,
+                    HoldRow.device_id == found.device_id,
+                    or_(HoldRow.channel.is_(None), HoldRow.channel == found.channel),
+                    HoldRow.start < found.end,
+                    HoldRow.end > found.start,
                 )
             )
-            reason = keep(_segment(row), [_hold(hold) for hold in holds])
+            reason = keep(_segment(found), [_hold(hold) for hold in holds])
             if reason is not None:
                 return reason
-            location = row.local_path if tier is StorageTier.LOCAL else row.storage_key
+            location = found.local_path if tier is StorageTier.LOCAL else found.storage_key
             if location is None:
                 raise InvalidChange(f"segment {segment_id} has no {tier.value} copy")
+            return found, location
+
+        if not self._sqlite:
+            with self._writing() as session:
+                checked = check(session, lock=True)
+                if not isinstance(checked, tuple):
+                    return checked
+                row, location = checked
+                remove(location)
+                return _forget_copy(session, row, tier, location, rule, by, when)
+        with self._holds_locked():
+            with self._reading() as session:
+                checked = check(session, lock=False)
+            if not isinstance(checked, tuple):
+                return checked
+            location = checked[1]
             remove(location)
-            return _forget_copy(session, row, tier, location, rule, by, when)
+            with self._writing() as session:
+                current = session.get(SegmentRow, segment_id)
+                if current is None:
+                    raise NotInCatalog(f"segment {segment_id} is not in the catalog")
+                return _forget_copy(session, current, tier, location, rule, by, when)
+
+    @contextlib.contextmanager
+    def _holds_locked(self) -> Iterator[None]:
+        """SQLite: holds and deletions exclude each other, across processes, through an exclusive
+        ``flock`` on ``<database>.holds.lock`` (nothing when the catalog is PostgreSQL's)."""
+        if not self._sqlite:
+            yield
+            return
+        database = Path(self._url.database or "")
+        fd = os.open(database.with_name(database.name + ".holds.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def deletions(
         self,
