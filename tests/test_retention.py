@@ -195,6 +195,7 @@ def test_a_hold_placed_while_a_copy_is_deleted_is_never_missed(site: Site) -> No
         # Recording goes on meanwhile: a deletion (a central one may take a store's timeout)
         # never holds up a recorder's catalog writes.
         assert pool.submit(site.segment, NOW - HOUR, synced=False).result(10).sync_state is SyncState.PENDING
+        assert pool.submit(site.catalog.record_state, DEVICE, "online").result(10).state == "online"
         time.sleep(0.5)
         assert not hold.done()  # the hold waits for the deletion under way
         proceed.set()

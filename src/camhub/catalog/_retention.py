@@ -205,7 +205,7 @@ class RetentionCatalog:
         when = utc(at, "at") if at is not None else self._clock()
         # Locked: a deletion in progress on the device (delete_copy) ends before the hold exists.
         with self._holds_locked(), self._writing() as session:
-            if session.get(DeviceRow, device_id, with_for_update=True) is None:
+            if session.get(DeviceRow, device_id, with_for_update={"key_share": True}) is None:
                 raise NotInCatalog(f"device {device_id!r} is not in the catalog")
             row = HoldRow(
                 device_id=device_id,
@@ -398,7 +398,8 @@ class RetentionCatalog:
             if found is None:
                 return None
             if lock:
-                session.get(DeviceRow, found.device_id, with_for_update=True)
+                # FOR NO KEY UPDATE: excludes add_hold's, not the inserts that refer to the device.
+                session.get(DeviceRow, found.device_id, with_for_update={"key_share": True})
                 locked = session.get(SegmentRow, segment_id, with_for_update=True, populate_existing=True)
                 if locked is None:
                     return None
