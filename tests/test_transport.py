@@ -54,9 +54,11 @@ class Server:
         self.handler = handler
         self.connections = 0
         self.requests: list[bytes] = []
+        self.writers: list[asyncio.StreamWriter] = []
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.writers.append(writer)
         try:
             await self.handler(Peer(reader, writer), self.connections)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -74,6 +76,8 @@ async def serve(handler: Handler, context: ssl.SSLContext | None = None) -> Asyn
         yield f"{'https' if context else 'http'}://127.0.0.1:{port}", server
     finally:
         listener.close()
+        for writer in server.writers:  # from Python 3.12.1 on, wait_closed() waits for them
+            writer.close()
         await listener.wait_closed()
 
 
@@ -186,6 +190,68 @@ def test_a_kept_alive_connection_closed_under_a_request(method: str, retried: bo
     asyncio.run(scenario())
 
 
+def test_the_retry_goes_on_a_new_connection_when_every_kept_alive_one_was_closed() -> None:
+    """A device's keep-alive timeout closes all its idle connections at once: the retry must not
+    be spent on another of them."""
+
+    async def handler(peer: Peer, number: int) -> None:
+        if number <= 2:
+            await peer.request()
+            await peer.send(ok(b"first"))
+            await peer.request()  # then closes, unanswered, when reused
+            return
+        while await peer.request() is not None:
+            await peer.send(ok(b"fresh"))
+
+    async def scenario() -> None:
+        async with ClientPool() as pool, serve(handler) as (url, server):
+            client = pool.client()
+            assert [r.content for r in await asyncio.gather(client.get(url), client.get(url))] == [
+                b"first"
+            ] * 2
+            assert (await client.get(url)).content == b"fresh"
+            assert server.connections == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_request_waiting_for_a_busy_device_gets_its_turn_or_its_pool_timeout() -> None:
+    """With one connection per device, a request waiting behind a busy one is served next, not
+    after every request the busy one sends on; the pool timeout bounds the whole wait."""
+    order: list[bytes] = []
+
+    async def handler(peer: Peer, number: int) -> None:
+        while (request := await peer.request()) is not None:
+            order.append(request[0].split(b" ")[1])
+            await asyncio.sleep(0.05)
+            await peer.send(ok())
+
+    async def scenario() -> None:
+        async with ClientPool(connections_per_device=1) as pool, serve(handler) as (url, _):
+            client = pool.client()
+
+            async def busy() -> None:
+                for n in range(8):
+                    await client.get(f"{url}/busy{n}")
+
+            running = asyncio.create_task(busy())
+            while not order:
+                await asyncio.sleep(0.01)
+            assert (await client.get(f"{url}/waiting")).status_code == 200
+            await running
+            assert order.index(b"/waiting") <= 2, order  # not starved until the busy loop ended
+            # A wait that cannot end in time ends in PoolTimeout, however the device's connection
+            # goes round meanwhile.
+            running = asyncio.create_task(busy())
+            while len(order) < 10:
+                await asyncio.sleep(0.01)
+            with pytest.raises(httpx.PoolTimeout):
+                await client.get(f"{url}/late", timeout=httpx.Timeout(5.0, pool=0.0001))
+            await running
+
+    asyncio.run(scenario())
+
+
 def test_a_new_connection_closed_without_an_answer_is_not_retried() -> None:
     async def handler(peer: Peer, number: int) -> None:
         await peer.request()
@@ -212,6 +278,13 @@ def test_a_new_connection_closed_without_an_answer_is_not_retried() -> None:
             httpx.RemoteProtocolError,
             "Transfer-Encoding",
         ),
+        (  # framed as chunked, but the body would reach the adapter still gzip-coded
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            httpx.RemoteProtocolError,
+            "Transfer-Encoding",
+        ),
+        (b"\r\n" * 5000 + ok(), httpx.RemoteProtocolError, "line ends before an answer"),
+        (b"HTTP/1.1 100 Continue\r\n\r\n" * 9 + ok(), httpx.RemoteProtocolError, "interim answers"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", httpx.RemoteProtocolError, "5 of 100 bytes"),
         (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",

@@ -37,6 +37,8 @@ _CORK_LIMIT = 64 * 1024
 MAX_HEAD = 64 * 1024
 #: The longest line of a chunked body's framing: a chunk size with its extensions, a trailer.
 _MAX_LINE = 8 * 1024
+#: Interim answers (1xx) taken before the answer itself.
+_MAX_INTERIM = 8
 #: Requests sent again (once, on a new connection) when a reused connection turns out to have
 #: been closed by the device before any byte of the answer came back: those that can be
 #: repeated without effect. A POST is never sent twice.
@@ -182,10 +184,13 @@ class _Connection(asyncio.Protocol):
     async def head(self, timeout: float | None) -> bytes:
         """The answer's status line and headers (without the empty line that ends them)."""
         buffer = self.buffer
-        searched = 0
+        searched = stray = 0
         while True:
             while buffer and buffer[0] in b"\r\n":  # stray line ends before the status line
                 del buffer[:1]
+                stray += 1
+                if stray > _MAX_LINE:
+                    raise httpx.RemoteProtocolError(f"more than {_MAX_LINE} line ends before an answer")
             # The head ends at an empty line: LF, an optional CR, LF (a few firmwares use bare LF).
             start = max(0, searched - 2)
             end = buffer.find(b"\n\r\n", start, MAX_HEAD + 3)
@@ -332,10 +337,20 @@ class _DevicePool:
         self.open = 0
         self.closing = False
         self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+        #: Waiters woken (a connection or a slot is theirs) that have not run yet.
+        self._woken = 0
 
-    async def acquire(self, timeout: float | None) -> _Connection | None:
-        """A kept-alive connection, or None: the caller may open one (its slot is taken)."""
+    async def acquire(self, timeout: float | None, *, fresh: bool = False) -> _Connection | None:
+        """A kept-alive connection, or None: the caller may open one (its slot is taken).
+
+        ``timeout`` bounds the whole wait for a free slot. A caller queues behind those already
+        waiting, so that a busy device's connections go round instead of to whoever asks last.
+        ``fresh``: no kept-alive connection (they are closed instead), a new one.
+        """
         loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if self._waiters or self._woken:  # their turn first
+            await self._wait(loop, deadline, timeout)
         while True:
             idle = self.idle
             if idle:
@@ -345,7 +360,8 @@ class _DevicePool:
                     since, connection.idle_since = connection.idle_since, None
                     assert connection.transport is not None and since is not None
                     if (
-                        connection.ended
+                        fresh
+                        or connection.ended
                         or connection.buffer
                         or now - since > self.expiry
                         or connection.transport.is_closing()
@@ -356,18 +372,27 @@ class _DevicePool:
             if self.open < self.limit:
                 self.open += 1
                 return None
-            await self._wait(loop, timeout)
+            await self._wait(loop, deadline, timeout)
 
-    async def _wait(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
+    async def _wait(
+        self, loop: asyncio.AbstractEventLoop, deadline: float | None, timeout: float | None
+    ) -> None:
+        left = None if deadline is None else deadline - loop.time()
+        if left is not None and left <= 0:
+            raise httpx.PoolTimeout(f"no connection to the device free within {timeout:g} s")
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiters.append(waiter)
-        timer = None if timeout is None else loop.call_later(timeout, _settle, waiter, False)
+        timer = None if left is None else loop.call_later(left, _settle, waiter, False)
         try:
             woken = await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._woken -= 1
                 self._wake()  # woken but leaving: the next one may go
             raise
+        else:
+            if woken:
+                self._woken -= 1
         finally:
             if timer is not None:
                 timer.cancel()
@@ -382,6 +407,7 @@ class _DevicePool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(True)
+                self._woken += 1
                 return
 
     async def connect(self, timeout: float | None) -> _Connection:
@@ -514,8 +540,9 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
         if len(body) < _CORK_LIMIT:
             head, body = head + body, b""
         retry = replayable and request.method in _IDEMPOTENT
+        fresh = False
         while True:
-            connection = await pool.acquire(timeouts.get("pool"))
+            connection = await pool.acquire(timeouts.get("pool"), fresh=fresh)
             if connection is None:
                 connection = await pool.connect(timeouts.get("connect"))
             reused = connection.uses > 0
@@ -532,7 +559,9 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
                 pool.close(connection)
                 if not (retry and reused and not connection.answered):
                     raise
-                retry = False  # once: the device closed a kept-alive connection as it was reused
+                # Once, on a new connection: the device closed a kept-alive one as it was reused
+                # (its other idle ones, closed by the same keep-alive timeout, would fail alike).
+                retry, fresh = False, True
             except BaseException:
                 pool.close(connection)
                 raise
@@ -549,12 +578,14 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
 
     @staticmethod
     async def _answer(connection: _Connection, method: str, timeout: float | None) -> httpx.Response:
-        while True:
+        for _ in range(_MAX_INTERIM + 1):
             version, status, reason, headers = _parse_head(await connection.head(timeout))
             if not 100 <= status < 200 or status == 101:
                 break  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+        else:
+            raise httpx.RemoteProtocolError(f"more than {_MAX_INTERIM} interim answers")
         length: int | None = None
-        chunked = False
+        chunked = closes = False
         keep_alive = version == b"HTTP/1.1"
         for name, value in headers:
             lower = name.lower()
@@ -566,16 +597,17 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
                     raise httpx.RemoteProtocolError("conflicting Content-Length headers")
                 length = int(text)
             elif lower == b"transfer-encoding":
-                codings = [part.strip().lower() for part in value.split(b",")]
-                if codings[-1] != b"chunked":
+                # Only chunked: another coding (gzip, chunked) would reach the adapter undecoded.
+                if value.strip().lower() != b"chunked" or chunked:
                     raise httpx.RemoteProtocolError(f"unsupported Transfer-Encoding {value[:40]!r}")
                 chunked = True
             elif lower == b"connection":
                 tokens = {part.strip().lower() for part in value.split(b",")}
                 if b"close" in tokens:
-                    keep_alive = False
+                    closes = True
                 elif b"keep-alive" in tokens:
                     keep_alive = keep_alive or version == b"HTTP/1.0"
+        keep_alive = keep_alive and not closes  # "close" wins, in whichever header it comes
         if method == "HEAD" or status in (101, 204, 304):
             framing, length = _Body.LENGTH, 0
             keep_alive = keep_alive and status != 101
