@@ -252,6 +252,39 @@ def test_a_request_waiting_for_a_busy_device_gets_its_turn_or_its_pool_timeout()
     asyncio.run(scenario())
 
 
+def test_idle_connections_close_when_their_keep_alive_ends_and_all_close_with_the_pool() -> None:
+    """A device no longer asked keeps no socket open; closing the pool also ends an event stream."""
+    closed: list[int] = []
+
+    async def handler(peer: Peer, number: int) -> None:
+        await peer.request()
+        if number == 1:
+            await peer.send(ok())
+        else:  # an event stream: headers, a first part, then nothing for as long as it lasts
+            await peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await peer.request()  # returns when the client closes the connection
+        closed.append(number)
+
+    async def scenario() -> None:
+        pool = ClientPool(keepalive_expiry=0.2)
+        async with serve(handler) as (url, _):
+            client = pool.client()
+            assert (await client.get(url)).content == b"ok"
+            async with asyncio.timeout(10):
+                while closed != [1]:  # expired with no further request to the device
+                    await asyncio.sleep(0.05)
+            async with client.stream("GET", url) as stream:
+                assert await anext(stream.aiter_raw()) == b"first"
+                await pool.aclose()
+                async with asyncio.timeout(10):
+                    while closed != [1, 2]:
+                        await asyncio.sleep(0.05)
+            with pytest.raises(RuntimeError):  # httpx: the client is closed
+                await client.get(url)
+
+    asyncio.run(scenario())
+
+
 def test_a_new_connection_closed_without_an_answer_is_not_retried() -> None:
     async def handler(peer: Peer, number: int) -> None:
         await peer.request()

@@ -71,6 +71,8 @@ class _Connection(asyncio.Protocol):
         self.answered = False
         #: When it was put back to wait for the next request (None while in use).
         self.idle_since: float | None = None
+        #: Closes it if it is still idle when its keep-alive expires.
+        self.idle_timer: asyncio.TimerHandle | None = None
         self.closed = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -333,6 +335,8 @@ class _DevicePool:
         self.limit = limit
         self.expiry = expiry
         self.idle: list[_Connection] = []
+        #: Every connection made and not closed yet, idle or in use.
+        self.connections: set[_Connection] = set()
         #: Connections open, being opened or in use.
         self.open = 0
         self.closing = False
@@ -347,6 +351,8 @@ class _DevicePool:
         waiting, so that a busy device's connections go round instead of to whoever asks last.
         ``fresh``: no kept-alive connection (they are closed instead), a new one.
         """
+        if self.closing:
+            raise httpx.ConnectError("the client's connections to devices are closed")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         if self._waiters or self._woken:  # their turn first
@@ -358,6 +364,9 @@ class _DevicePool:
                 while idle:
                     connection = idle.pop()
                     since, connection.idle_since = connection.idle_since, None
+                    if connection.idle_timer is not None:
+                        connection.idle_timer.cancel()
+                        connection.idle_timer = None
                     assert connection.transport is not None and since is not None
                     if (
                         fresh
@@ -430,6 +439,7 @@ class _DevicePool:
             if isinstance(exc, OSError):
                 raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
             raise
+        self.connections.add(connection)
         return connection
 
     def release(self, connection: _Connection) -> None:
@@ -437,15 +447,28 @@ class _DevicePool:
         if self.closing or connection.ended or connection.buffer or connection.closed:
             self.close(connection)
             return
-        connection.idle_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        connection.idle_since = loop.time()
+        # Expired at once, not when the device is next asked: a device no longer asked must not
+        # keep its sockets open.
+        connection.idle_timer = loop.call_later(self.expiry, self._expire, connection)
         self.idle.append(connection)
         self._wake()
+
+    def _expire(self, connection: _Connection) -> None:
+        connection.idle_timer = None
+        if connection.idle_since is not None:
+            self.close(connection)
 
     def close(self, connection: _Connection) -> None:
         """Close a connection and free its slot (once, whatever calls it)."""
         if connection.closed:
             return
         connection.closed = True
+        self.connections.discard(connection)
+        if connection.idle_timer is not None:
+            connection.idle_timer.cancel()
+            connection.idle_timer = None
         if connection.idle_since is not None:
             connection.idle_since = None
             self.idle.remove(connection)
@@ -455,9 +478,9 @@ class _DevicePool:
         self._wake()
 
     def shut(self) -> None:
-        """Close the idle connections; those in use close when their answer ends."""
+        """Close every connection, in use (an event stream that never ends) or idle."""
         self.closing = True
-        for connection in list(self.idle):
+        for connection in list(self.connections):
             self.close(connection)
 
 
@@ -500,7 +523,7 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, *, verify: bool, connections_per_device: int, keepalive_expiry: float) -> None:
-        self._context: ssl.SSLContext = httpx.create_ssl_context(verify=verify)
+        self._context: ssl.SSLContext = httpx.create_ssl_context(verify=verify, trust_env=False)
         self._limit = connections_per_device
         self._expiry = keepalive_expiry
         self._pools: dict[tuple[bytes, bytes, int | None], _DevicePool] = {}
@@ -529,6 +552,7 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` on a connection of its device's pool; the answer's body streams."""
         url = request.url
         pool = self._pools.get((url.raw_scheme, url.raw_host, url.port))
         if pool is None:
@@ -627,6 +651,7 @@ class DevicePoolTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        """Close every device's connections, those in use too."""
         pools = list(self._pools.values())
         self._pools.clear()
         for pool in pools:
@@ -655,6 +680,7 @@ class DeviceClient(httpx.AsyncClient):
 
     @property
     def cookies(self) -> httpx.Cookies:
+        """Only the cookies set on purpose."""
         return self._unlearned
 
     @cookies.setter
@@ -703,6 +729,7 @@ class ClientPool:
         return client
 
     async def aclose(self) -> None:
+        """Close the clients and every connection to the devices."""
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
