@@ -6,7 +6,6 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from dahua_support import PROFILES, rig, run, take_events
@@ -15,22 +14,15 @@ from hypothesis import strategies as st
 
 from camhub.adapter import DeviceEvent, EventKind
 from camhub.errors import DeviceProtocolError, DeviceTimeout, DeviceUnsupported
-from camhub.testing.dahua import CAPTURE, capture_bytes
+from camhub.testing.dahua import capture_bytes
 from camhub.testing.simulator import SimulatedEvent
 from camhub_dahua.events import PartFramer, iter_parts, parse_event_body, split_parts, to_device_event
 
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)  # stands out if an event time is not the device's
-SHARED = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "peer-captures" / "dahua" / CAPTURE
 
 
 def capture_events(data: bytes) -> list[DeviceEvent]:
     return [to_device_event("dahua-1", part, received=RECEIVED) for part in split_parts(data)]
-
-
-def test_the_packaged_capture_is_the_shared_fixture() -> None:
-    if not SHARED.exists():
-        pytest.skip("shared/ is not beside this checkout")
-    assert capture_bytes() == SHARED.read_bytes()
 
 
 def test_capture_parses_directly() -> None:
