@@ -56,7 +56,10 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests", *session.posargs)
     for dist in DISTRIBUTIONS:
         if (dist / "tests").is_dir():
-            session.run("pytest", str(dist / "tests"), *session.posargs)
+            # Hypothesis loaded at start-up: its pytest plugin imports it at the session's end
+            # otherwise (suites that do not use it), and pytest's rewrite of it there has met
+            # CPython 3.11's AST recursion-depth bug (gh-106905: SystemError after the tests passed).
+            session.run("pytest", "-p", "hypothesis", str(dist / "tests"), *session.posargs)
 
 
 @nox.session

@@ -421,62 +421,74 @@ async def iter_multipart(
             raise DeviceProtocolError(device_id, f"multipart part exceeds {max_part} bytes")
         return True
 
-    while True:
-        # Find the next boundary line.
-        while (start := buffer.find(marker)) < 0:
-            if len(buffer) > len(marker):
-                del buffer[: len(buffer) - len(marker)]
-            if not await more():
-                if buffer.strip():
-                    raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
-                return
-        # The boundary line ends at the next LF.
-        while (line_end := buffer.find(b"\n", start)) < 0:
-            if not await more():
-                return
-        closing = buffer[start + len(marker) : line_end].strip() == b"--"
-        del buffer[: line_end + 1]
-        if closing:
-            return
-        # Headers end at an empty line.
-        while (head_end := _header_end(buffer)) is None:
-            if not await more():
-                if buffer.strip():
-                    raise DeviceProtocolError(device_id, "multipart stream ended inside part headers")
-                return
-        header_block, body_start = head_end
-        headers = _parse_headers(bytes(buffer[:header_block]))
-        del buffer[:body_start]
-        length = headers.get("content-length", "")
-        size = int(length) if length.isdigit() else -1
-        if size > max_part:
-            raise DeviceProtocolError(device_id, f"multipart part of {size} bytes exceeds {max_part}")
-        while size >= 0 and len(buffer) < size + len(marker) + 4:
-            # Wait briefly for what follows the declared length, to check it; a live stream
-            # may say nothing more for a while, and an event must not wait for the next one.
-            if not await more(_TRAILER_PATIENCE if len(buffer) >= size else None):
-                break
-        if size >= 0 and len(buffer) < size:
-            raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
-        if size >= 0 and _boundary_follows(buffer, size, marker):
-            body = bytes(buffer[:size])
-            del buffer[:size]
-        else:
-            # No length, or a wrong one (seen on real devices): the boundary decides.
-            while (end := buffer.find(marker)) < 0:
-                if complete is not None and complete(bytes(buffer).rstrip(b"\r\n")):
-                    end = len(buffer)
-                    break
+    try:
+        while True:
+            # Find the next boundary line.
+            while (start := buffer.find(marker)) < 0:
+                if len(buffer) > len(marker):
+                    del buffer[: len(buffer) - len(marker)]
                 if not await more():
-                    if 0 <= size <= len(buffer):
-                        # At least the declared bytes arrived before the stream ended: the part
-                        # is whole, only its length was wrong. Without a length it may be torn.
-                        yield MultipartPart(headers, bytes(buffer).rstrip(b"\r\n"))
-                        return
-                    raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
-            body = bytes(buffer[:end]).rstrip(b"\r\n")
-            del buffer[:end]
-        yield MultipartPart(headers, body)
+                    if buffer.strip():
+                        raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
+                    return
+            # The boundary line ends at the next LF.
+            while (line_end := buffer.find(b"\n", start)) < 0:
+                if not await more():
+                    return
+            closing = buffer[start + len(marker) : line_end].strip() == b"--"
+            del buffer[: line_end + 1]
+            if closing:
+                return
+            # Headers end at an empty line.
+            while (head_end := _header_end(buffer)) is None:
+                if not await more():
+                    if buffer.strip():
+                        raise DeviceProtocolError(device_id, "multipart stream ended inside part headers")
+                    return
+            header_block, body_start = head_end
+            headers = _parse_headers(bytes(buffer[:header_block]))
+            del buffer[:body_start]
+            length = headers.get("content-length", "")
+            size = int(length) if length.isdigit() else -1
+            if size > max_part:
+                raise DeviceProtocolError(device_id, f"multipart part of {size} bytes exceeds {max_part}")
+            while size >= 0 and len(buffer) < size + len(marker) + 4:
+                # Wait briefly for what follows the declared length, to check it; a live stream
+                # may say nothing more for a while, and an event must not wait for the next one.
+                if not await more(_TRAILER_PATIENCE if len(buffer) >= size else None):
+                    break
+            if size >= 0 and len(buffer) < size:
+                raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
+            if size >= 0 and _boundary_follows(buffer, size, marker):
+                body = bytes(buffer[:size])
+                del buffer[:size]
+            else:
+                # No length, or a wrong one (seen on real devices): the boundary decides.
+                while (end := buffer.find(marker)) < 0:
+                    if complete is not None and complete(bytes(buffer).rstrip(b"\r\n")):
+                        end = len(buffer)
+                        break
+                    if not await more():
+                        if 0 <= size <= len(buffer):
+                            # At least the declared bytes arrived before the stream ended: the part
+                            # is whole, only its length was wrong. Without a length it may be torn.
+                            yield MultipartPart(headers, bytes(buffer).rstrip(b"\r\n"))
+                            return
+                        raise DeviceProtocolError(device_id, "multipart stream ended inside a part")
+                body = bytes(buffer[:end]).rstrip(b"\r\n")
+                del buffer[:end]
+            yield MultipartPart(headers, body)
+    finally:
+        # Closed early (the consumer stopped) or failed: the read under way must not outlive
+        # the stream, nor its failure be reported as never retrieved.
+        if pending is not None:
+            pending.cancel()
+            pending.add_done_callback(_retrieved)
+
+
+def _retrieved(task: asyncio.Task[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _boundary_follows(buffer: bytearray, size: int, marker: bytes) -> bool:
