@@ -655,6 +655,8 @@ class Catalog(RetentionCatalog, LeaseCatalog):
         if end <= start:
             return []
         with self._guard(), self._engine.connect() as connection:  # Core: no ORM overhead per row
+            if not self._sqlite:  # one statement needs no transaction: no BEGIN and ROLLBACK sent
+                connection.execution_options(isolation_level="AUTOCOMMIT")
             return _segments_from_stored(connection.execute(query).all())
 
     def last_segment(self, device_id: str, channel: int) -> SegmentRecord | None:
