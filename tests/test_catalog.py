@@ -450,6 +450,10 @@ def test_sync_state_transitions(catalog: Catalog) -> None:
         "503 Slow Down",
     )
     assert [s.id for s in catalog.unsynced()] == [old.id, new.id]  # failed ones stay queued, in order
+    # A long error keeps at most 1,000 bytes (whole characters): it is in the channel index too.
+    catalog.mark_uploading(old.id)
+    long = catalog.mark_failed(old.id, "kho lưu trữ trung tâm không phản hồi; " * 300).sync_error
+    assert long is not None and 900 < len(long.encode()) <= 1000 and long.startswith("kho lưu trữ")
     catalog.mark_uploading(old.id)
     synced = catalog.mark_synced(old.id, "dong-nai/cam-01/1/2026-03-01/000000_000100.mp4", at(200))
     assert (synced.sync_state, synced.synced_at, synced.sync_error) == (SyncState.SYNCED, at(200), None)

@@ -100,7 +100,8 @@ class HubSettings:
         return self.data_dir / "spool"
 
 
-#: A span no recorder accounts for (see ``_Sink.expect``) shorter than this is a start-up's own delay.
+#: A span before a recorder started that nothing accounts for (see ``_Sink.expect``) shorter than
+#: this is not recorded as a gap.
 _UNACCOUNTED_MIN = timedelta(seconds=1)
 
 
@@ -136,7 +137,9 @@ class _Sink:
             return
         try:
             since = self.catalog.recording_starts(key.device_id, key.channel, started)
-            if since is None or until - since < _UNACCOUNTED_MIN:
+            # Only time before this recorder started: its own start-up (connecting, waiting for
+            # a keyframe) is not a span when no recorder ran.
+            if since is None or started - since < _UNACCOUNTED_MIN:
                 return
             gap_id = self.catalog.open_gap(
                 key.device_id, key.channel, since, GapCause.OTHER, "not recorded: no recorder was running"

@@ -42,6 +42,8 @@ import attrs
 from camhub.catalog import (
     HoldKind,
     HoldRecord,
+    InvalidChange,
+    NotInCatalog,
     SegmentRecord,
     StorageTier,
     SyncState,
@@ -462,6 +464,9 @@ class Retention:
             return
         except ObjectLocked as exc:
             act(REFUSED, str(exc))
+            return
+        except (InvalidChange, NotInCatalog):  # changed meanwhile by a writer outside retention
+            report.kept["changed meanwhile"] += 1
             return
         if isinstance(outcome, str):
             report.kept[outcome] += 1

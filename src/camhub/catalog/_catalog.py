@@ -758,11 +758,12 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             return _segment(row)
 
     def mark_failed(self, segment_id: int, error: str) -> SegmentRecord:
-        """An upload failed: keep the reason (its first 1,000 characters: the row is in an index too)
-        and count the failure; the segment stays queued."""
+        """An upload failed: keep the reason (at most 1,000 bytes of it: the row is in an index too,
+        and a PostgreSQL index entry has a size limit) and count the failure; the segment stays
+        queued."""
 
         def change(row: SegmentRow) -> None:
-            row.sync_error = error[:1000]
+            row.sync_error = error.encode("utf-8")[:1000].decode("utf-8", "ignore")
             row.sync_failures += 1
 
         return self._transition(segment_id, SyncState.FAILED, change)

@@ -212,7 +212,8 @@ class LeaseCatalog:
                     session.execute(
                         select(_LEASES.c.token)
                         .where(tuple_(_LEASES.c.device_id, _LEASES.c.channel, _LEASES.c.token).in_(chunk))
-                        .order_by(_LEASES.c.device_id, _LEASES.c.channel)
+                        # Byte order, as Python sorts the claims: not the database's collation.
+                        .order_by(_LEASES.c.device_id.collate("C"), _LEASES.c.channel)
                         .with_for_update()
                     )
                 statement = (

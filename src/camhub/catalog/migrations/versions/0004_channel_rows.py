@@ -74,6 +74,9 @@ def fill_spans(dialect: str) -> str:
 
 
 def upgrade() -> None:
+    # The index holds the error too: an entry must stay within PostgreSQL's limit (at most 250
+    # characters are at most 1,000 bytes; the catalog now keeps at most 1,000 bytes of it).
+    op.execute("UPDATE segments SET sync_error = substr(sync_error, 1, 250) WHERE length(sync_error) > 250")
     op.drop_index("ix_segments_channel_span", "segments")
     op.create_index("ix_segments_channel_span", "segments", _COLUMNS)
     with op.batch_alter_table("coverage_days") as batch:
