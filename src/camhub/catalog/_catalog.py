@@ -53,7 +53,7 @@ from camhub.catalog._records import (
     StateRecord,
     SyncState,
 )
-from camhub.catalog._retention import DAY_US, RetentionCatalog, count_central, in_central
+from camhub.catalog._retention import DAY_US, RetentionCatalog, count_central, in_central, segment_record
 from camhub.catalog._schema import (
     MAX_SEGMENT_DURATION,
     ChannelRow,
@@ -223,10 +223,6 @@ def _segments_from_stored(rows: Iterable[Any]) -> list[SegmentRecord]:
 
 def _record(cls: Callable[..., _R], names: tuple[str, ...], source: Any) -> _R:
     return cls(**{name: getattr(source, name) for name in names})
-
-
-def _segment(source: Any) -> SegmentRecord:
-    return _record(SegmentRecord, _SEGMENT_FIELDS, source)
 
 
 def _gap(source: Any) -> GapRecord:
@@ -637,7 +633,7 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             )
             session.add(row)
             session.flush()
-            return _segment(row)
+            return segment_record(row)
 
     def segment(self, segment_id: int) -> SegmentRecord | None:
         """The segment, or ``None`` when there is none with this id."""
@@ -687,7 +683,7 @@ class Catalog(RetentionCatalog, LeaseCatalog):
                 raise InvalidChange(
                     f"segment {segment_id} is {row.sync_state.value}, not synced: deleting it would lose footage"
                 )
-            record = _segment(row)
+            record = segment_record(row)
             if in_central(row):
                 count_central(session, row, -1)
             session.delete(row)
@@ -717,7 +713,7 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             if present != in_central(row):
                 count_central(session, row, 1 if in_central(row) else -1)
             session.flush()
-            return _segment(row)
+            return segment_record(row)
 
     def mark_uploading(self, segment_id: int) -> SegmentRecord:
         """The uploader started sending the segment (from ``pending`` or ``failed``)."""
@@ -737,7 +733,7 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             row = self._segment_row(session, segment_id)
             if row.sync_state is SyncState.SYNCED:
                 if row.storage_key == storage_key:
-                    return _segment(row)
+                    return segment_record(row)
                 raise InvalidChange(f"segment {segment_id} is already synced as {row.storage_key!r}")
             other = session.scalar(
                 select(SegmentRow.id).where(
@@ -755,7 +751,7 @@ class Catalog(RetentionCatalog, LeaseCatalog):
             if in_central(row):
                 count_central(session, row, 1)
             session.flush()
-            return _segment(row)
+            return segment_record(row)
 
     def mark_failed(self, segment_id: int, error: str) -> SegmentRecord:
         """An upload failed: keep the reason (at most 1,000 bytes of it: the row is in an index too,

@@ -37,7 +37,7 @@ from camhub.catalog._records import (
 from camhub.catalog._schema import CoverageDayRow, DeletionRow, DeviceRow, HoldRow, SegmentRow
 from camhub.catalog._types import UtcMicros, to_micros, utc
 
-__all__ = ["DAY_US", "RetentionCatalog", "count_central", "in_central"]
+__all__ = ["DAY_US", "RetentionCatalog", "count_central", "in_central", "segment_record"]
 
 #: One UTC day in microseconds: the unit of ``coverage_days``.
 DAY_US = 86_400_000_000
@@ -113,13 +113,17 @@ def count_central(session: Session, row: SegmentRow, sign: int) -> None:
 
 
 def _converter(cls: type[Any]) -> Callable[[Any], Any]:
-    names: tuple[str, ...] = getattr(cls, "_fields", None) or tuple(field.name for field in attrs.fields(cls))
+    names = tuple(field.name for field in attrs.fields(cls))
     return lambda row: cls(**{name: getattr(row, name) for name in names})
 
 
 _hold: Callable[[HoldRow], HoldRecord] = _converter(HoldRecord)
 _deletion: Callable[[DeletionRow], DeletionRecord] = _converter(DeletionRecord)
-_segment: Callable[[SegmentRow], SegmentRecord] = _converter(SegmentRecord)
+
+
+def segment_record(row: SegmentRow) -> SegmentRecord:
+    """The :class:`SegmentRecord` of an ORM row (the bulk reads build theirs from stored values)."""
+    return SegmentRecord(**{name: getattr(row, name) for name in SegmentRecord._fields})
 
 
 def _forget_copy(
@@ -332,7 +336,7 @@ class RetentionCatalog:
             resume = tuple_(literal(utc(after[0], "after"), UtcMicros()), literal(after[1], BigInteger()))
             query = query.where(tuple_(SegmentRow.start, SegmentRow.id) > resume)
         with self._reading() as session:
-            return [_segment(row) for row in session.scalars(query)]
+            return [segment_record(row) for row in session.scalars(query)]
 
     # -- the deletion audit ------------------------------------------------------------------------
 
@@ -413,7 +417,7 @@ class RetentionCatalog:
                     HoldRow.end > found.start,
                 )
             )
-            reason = keep(_segment(found), [_hold(hold) for hold in holds])
+            reason = keep(segment_record(found), [_hold(hold) for hold in holds])
             if reason is not None:
                 return reason
             location = found.local_path if tier is StorageTier.LOCAL else found.storage_key
